@@ -1,0 +1,3 @@
+"""world."""
+
+__all__: list[str] = []
