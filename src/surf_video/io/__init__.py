@@ -1,3 +1,5 @@
-"""io."""
+"""Video reading and writing (PyAV)."""
 
-__all__: list[str] = []
+from surf_video.io.video import read_video, read_video_frames, write_video
+
+__all__ = ["read_video", "read_video_frames", "write_video"]
