@@ -1,3 +1,29 @@
-"""core."""
+"""The SURF math as pure functions on tensors (no diffusers import)."""
 
-__all__: list[str] = []
+from .reshift import (
+    RENOISE_MODES,
+    RESIZE_MODES,
+    estimate_x0,
+    relative_change,
+    renoise,
+    resize_latent,
+    resize_noise_gain,
+    snr_resume,
+)
+from .schedule import Stage, make_stage_plan, resolution_shift_factor, restage_sigmas, shift_sigmas
+
+__all__ = [
+    "RENOISE_MODES",
+    "RESIZE_MODES",
+    "Stage",
+    "estimate_x0",
+    "make_stage_plan",
+    "relative_change",
+    "renoise",
+    "resize_latent",
+    "resize_noise_gain",
+    "resolution_shift_factor",
+    "restage_sigmas",
+    "shift_sigmas",
+    "snr_resume",
+]
