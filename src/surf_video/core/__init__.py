@@ -27,3 +27,39 @@ __all__ = [
     "shift_sigmas",
     "snr_resume",
 ]
+
+from .flow_map import (
+    augment_lr_latent,
+    flow_map_interpolate,
+    flow_map_sample,
+    flow_map_timesteps,
+    flow_map_velocity,
+    upsample_latent,
+)
+from .window import (
+    WindowLayout,
+    boundary_window_mask,
+    cyclic_shift,
+    window_layout,
+    window_merge,
+    window_partition,
+    window_positions,
+    window_segment_ids,
+)
+
+__all__ += [
+    "augment_lr_latent",
+    "flow_map_interpolate",
+    "flow_map_sample",
+    "flow_map_timesteps",
+    "flow_map_velocity",
+    "upsample_latent",
+    "WindowLayout",
+    "boundary_window_mask",
+    "cyclic_shift",
+    "window_layout",
+    "window_merge",
+    "window_partition",
+    "window_positions",
+    "window_segment_ids",
+]
