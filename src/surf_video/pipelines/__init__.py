@@ -1,3 +1,6 @@
-"""pipelines."""
+"""SURFPipeline and the adapters to diffusers base pipelines."""
 
-__all__: list[str] = []
+from .adapters import HunyuanVideoAdapter, WanAdapter, adapter_for
+from .surf_pipeline import SURFPipeline, SURFPipelineOutput
+
+__all__ = ["SURFPipeline", "SURFPipelineOutput", "WanAdapter", "HunyuanVideoAdapter", "adapter_for"]
