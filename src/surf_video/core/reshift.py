@@ -70,11 +70,17 @@ def resize_latent(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear"
     return out.reshape(b, f, c, *size).permute(0, 2, 1, 3, 4)
 
 
-def _axis_operator(n_in: int, n_out: int, mode: str) -> torch.Tensor:
-    """The ``[n_out, n_in]`` matrix of a 1-D resize, read off by resizing each basis vector."""
-    basis = torch.eye(n_in, dtype=torch.float64).view(n_in, 1, 1, n_in, 1)  # n_in "videos" of H = n_in
-    out = resize_latent(basis, (n_out, 1), mode)  # [n_in, 1, 1, n_out, 1]
-    return out.view(n_in, n_out).T
+def _axis_operator(n_in: int, n_out: int, mode: str, other: tuple[int, int]) -> torch.Tensor:
+    """The ``[n_out, n_in]`` matrix of the resize along one axis, read off exactly by resizing basis images.
+
+    Basis image ``i`` is 1 on row ``i`` and constant along the other axis (``other = (in, out)`` sizes of
+    that axis, resized as in the real call), so its output column is ``A[:, i]`` times the other axis's row
+    sum, which is 1 for every interpolation mode here.
+    """
+    basis = torch.zeros(n_in, 1, 1, n_in, other[0], dtype=torch.float64)
+    basis[torch.arange(n_in), 0, 0, torch.arange(n_in), :] = 1.0
+    out = resize_latent(basis, (n_out, other[1]), mode)  # [n_in, 1, 1, n_out, other_out]
+    return out[:, 0, 0, :, other[1] // 2].T
 
 
 def resize_noise_gain(in_size: tuple[int, int], out_size: tuple[int, int], mode: str = "bilinear") -> float:
@@ -82,7 +88,7 @@ def resize_noise_gain(in_size: tuple[int, int], out_size: tuple[int, int], mode:
 
     Every mode here is separable and linear, ``y = (A_h (x) A_w) x``, so the variance of output pixel
     ``(i, j)`` for unit white noise is ``||A_h[i]||^2 * ||A_w[j]||^2``. The operators' rows are read off
-    exactly by resizing basis vectors (no sampling), and ``g = 1 / sqrt(mean output variance)`` (the RMS
+    exactly by resizing basis images (no sampling), and ``g = 1 / sqrt(mean output variance)`` (the RMS
     over output pixels, which matters for non-integer factors where rows differ). For ``p x p`` area
     pooling ``g = p`` exactly.
 
@@ -91,8 +97,8 @@ def resize_noise_gain(in_size: tuple[int, int], out_size: tuple[int, int], mode:
         out_size: after.
         mode: one of ``RESIZE_MODES``.
     """
-    a_h = _axis_operator(in_size[0], out_size[0], mode)
-    a_w = _axis_operator(in_size[1], out_size[1], mode)
+    a_h = _axis_operator(in_size[0], out_size[0], mode, (in_size[1], out_size[1]))
+    a_w = _axis_operator(in_size[1], out_size[1], mode, (in_size[0], out_size[0]))
     var = (a_h.pow(2).sum(1).mean() * a_w.pow(2).sum(1).mean()).item()
     return 1.0 / math.sqrt(var)
 
