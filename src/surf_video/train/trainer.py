@@ -1,0 +1,468 @@
+"""Accelerate-based refiner trainer (CPU, one GPU, DDP and FSDP through ``accelerate launch``).
+
+Loss (flow mapping): ``z_t = (1 - t) z_hr + t z_lr``, target ``v = z_lr - z_hr``, MSE on the
+model output ``model(hidden_states=z_t, timestep=1000 t, encoder_hidden_states=text)``.
+
+Reproducibility: the data of optimizer step ``s`` and all per-sample randomness (latent
+degradation, t) are pure functions of ``(seed, s, sample position)``; with the weights, optimizer,
+schedule and EMA restored from an atomic checkpoint, ``--resume`` continues bit-exactly on CPU,
+and N processes with local batch B/N see the same global batch as one process with batch B.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from surf_video.train.checkpoint import (
+    EMA,
+    finalize_checkpoint,
+    latest_checkpoint,
+    prune_checkpoints,
+    read_trainer_state,
+)
+from surf_video.train.config import ModelConfig, TimestepConfig, TrainConfig
+from surf_video.train.data import (
+    ProceduralDataset,
+    StepBatchSampler,
+    VideoClipDataset,
+    collate,
+    derive_seed,
+    load_callable,
+    scan_videos,
+    synthetic_sample,
+)
+from surf_video.train.degrade import degrade_latents
+from surf_video.train.latents import CachedLatentDataset, build_encoder
+from surf_video.train.text import build_text_encoder
+
+__all__ = ["TrainingDiverged", "TrainResult", "build_model", "build_dataset", "sample_timesteps",
+           "flow_mapping_loss", "refine", "Trainer"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or gradient norm) became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    last_loss: float
+    checkpoint: str | None
+    steps_per_s: float
+
+
+def _wan_folder(path: str) -> dict:
+    return {"subfolder": "transformer"} if (Path(path) / "transformer").is_dir() else {}
+
+
+def build_model(cfg: ModelConfig) -> torch.nn.Module:
+    """The transformer to train (see :class:`ModelConfig`)."""
+    from diffusers import WanTransformer3DModel
+
+    wan = None
+    if cfg.init_from_wan:
+        wan = WanTransformer3DModel.from_pretrained(cfg.init_from_wan, **_wan_folder(cfg.init_from_wan))
+    if cfg.type == "wan":
+        model = wan if wan is not None else WanTransformer3DModel(**cfg.config)
+    else:
+        from surf_video.models.refiner import RefinerTransformer3DModel
+
+        extra = {} if cfg.temporal_window_size is None else {"temporal_window_size": cfg.temporal_window_size}
+        if wan is not None:
+            model = RefinerTransformer3DModel.from_wan(wan, **{"temporal_window_size": 7, **extra})
+        elif cfg.name:
+            model = RefinerTransformer3DModel.from_config_name(cfg.name, **{**cfg.config, **extra})
+        else:
+            model = RefinerTransformer3DModel(**{**cfg.config, **extra})
+    if cfg.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    return model.train()
+
+
+def build_dataset(cfg: TrainConfig, sample_fn: Callable | None = None):
+    """The training dataset for ``cfg.data`` (``sample_fn`` overrides a procedural source)."""
+    d = cfg.data
+    if d.type == "latents":
+        return CachedLatentDataset(d.path, crop=d.latent_crop, seed=cfg.seed)
+    if d.type == "videos":
+        return VideoClipDataset(scan_videos(d.path, d.video_column, d.caption_column), d.num_frames, d.size,
+                                d.frame_stride, cfg.degrade.pixel, cfg.seed)
+    if sample_fn is None:
+        if d.type == "synthetic":
+            sample_fn = synthetic_sample
+        else:
+            sample_fn = load_callable(d.source)
+            if d.source_kwargs:
+                sample_fn = sample_fn(**d.source_kwargs)
+    return ProceduralDataset(sample_fn, d.num_samples, d.num_frames, d.size, cfg.degrade.pixel, cfg.seed)
+
+
+def sample_timesteps(n: int, cfg: TimestepConfig, generator: torch.Generator) -> torch.Tensor:
+    """``n`` values of t in (0, 1) from the configured density (then the flow shift)."""
+    if cfg.density == "uniform":
+        t = torch.rand(n, generator=generator)
+    else:
+        t = torch.sigmoid(cfg.mean + cfg.std * torch.randn(n, generator=generator))
+    if cfg.shift != 1.0:
+        t = cfg.shift * t / (1 + (cfg.shift - 1) * t)
+    return t
+
+
+def flow_mapping_loss(model, z_hr, z_lr, text, t) -> torch.Tensor:
+    """MSE between ``model(z_t, 1000 t, text)`` and ``z_lr - z_hr``; inputs ``[B, C, F, H, W]``, t ``[B]``."""
+    tt = t.view(-1, 1, 1, 1, 1).to(z_hr)
+    z_t = (1 - tt) * z_hr + tt * z_lr
+    pred = model(hidden_states=z_t, timestep=t.to(z_hr) * 1000, encoder_hidden_states=text, return_dict=False)[0]
+    return F.mse_loss(pred.float(), (z_lr - z_hr).float())
+
+
+@torch.no_grad()
+def refine(model, z_lr: torch.Tensor, text: torch.Tensor, num_steps: int = 10) -> torch.Tensor:
+    """Euler integration of ``dz/dt = v`` from t=1 (``z_lr``) to t=0; returns the refined latent."""
+    z = z_lr.clone()
+    ts = torch.linspace(1.0, 0.0, num_steps + 1)
+    for a, b in zip(ts[:-1], ts[1:]):
+        t = torch.full((z.shape[0],), float(a), device=z.device)
+        v = model(hidden_states=z, timestep=t * 1000, encoder_hidden_states=text, return_dict=False)[0]
+        z = z + (float(b) - float(a)) * v.to(z.dtype)
+    return z
+
+
+def _lr_lambda(warmup: int, total: int, schedule: str):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        frac = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
+        return 0.5 * (1 + math.cos(math.pi * frac)) if schedule == "cosine" else 1.0 - frac
+    return f
+
+
+class Trainer:
+    """Trains a refiner from a :class:`TrainConfig`.
+
+    Args:
+        cfg: the recipe.
+        sample_fn: a procedural ``sample(index, rng) -> (hr, lr, caption)`` (overrides ``data``).
+        accelerator: an ``accelerate.Accelerator`` (default: built from ``cfg``).
+        on_step_end: called with the global step after each optimizer step (tests use it to
+            simulate a crash).
+    """
+
+    def __init__(self, cfg: TrainConfig, sample_fn: Callable | None = None, accelerator=None,
+                 on_step_end: Callable[[int], None] | None = None):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.cfg = cfg
+        self.acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
+                                              gradient_accumulation_steps=cfg.optim.gradient_accumulation_steps)
+        self.out = Path(cfg.output_dir)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.on_step_end = on_step_end
+        set_seed(cfg.seed)  # same initial weights on every process
+        model = build_model(cfg.model)
+        self.text_dim = int(model.config.text_dim)
+        o = cfg.optim
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
+        # Not passed to accelerator.prepare: its wrapper steps the schedule once per process.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(o.warmup_steps, cfg.total_steps, o.schedule))
+        if o.ema_decay is not None and getattr(self.acc.state, "fsdp_plugin", None) is not None:
+            raise ValueError("optim.ema_decay is not supported with FSDP (parameters are sharded); set it to null")
+        self.ema = EMA(model, o.ema_decay) if o.ema_decay is not None else None
+        self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        self.dataset = build_dataset(cfg, sample_fn)
+        self.latent_data = cfg.data.type == "latents"
+        enc_needed = not self.latent_data or cfg.validation.every > 0
+        self.encoder = build_encoder(cfg.encoder, self.acc.device) if enc_needed else None
+        self.text_encoder = build_text_encoder(cfg.text, self.text_dim)
+        self.global_batch = cfg.batch_size * self.acc.num_processes
+        self.step = 0
+        self._csv_path = self.out / "logs" / "train.csv"
+        self._tb = None
+
+    # ------------------------------------------------------------------ batches
+    def _latents(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        dev = self.acc.device
+        if self.latent_data:
+            z_hr, z_lr = batch["z_hr"].to(dev), batch["z_lr"].to(dev)
+        else:
+            z_hr = self.encoder.encode(batch["hr"].to(dev)).float()
+            z_lr = self.encoder.encode(batch["lr"].to(dev)).float()
+        if "text" in batch:
+            text = batch["text"].to(dev).float()
+        elif self.text_encoder is not None:
+            text = self.text_encoder(batch["caption"], device=dev).float()
+        else:
+            raise ValueError("text.type is 'cached' but the data has no cached text embeddings")
+        return z_hr, z_lr, text
+
+    def _perturb(self, z_hr, z_lr, sample_ids) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample latent degradation and t, seeded by the sample's global position."""
+        lrs, ts = [], []
+        for b, sid in enumerate(sample_ids.tolist()):
+            g = torch.Generator().manual_seed(derive_seed(self.cfg.seed, sid, 11))
+            lrs.append(degrade_latents(z_lr[b].cpu(), z_hr[b].cpu(), self.cfg.degrade, g))
+            ts.append(sample_timesteps(1, self.cfg.timestep, g))
+        return torch.stack(lrs).to(z_lr), torch.cat(ts).to(z_lr.device)
+
+    def _phase_clip(self, phase) -> None:
+        d = self.cfg.data
+        frames = phase.num_frames or d.num_frames
+        size = phase.size or d.size
+        if self.latent_data:
+            tf = 1 if self.cfg.encoder.type == "identity" else 4  # Wan-style causal VAE: 1 + 4k frames
+            self.dataset.set_latent_frames((frames - 1) // tf + 1 if phase.num_frames else None)
+        else:
+            self.dataset.set_clip(frames, size)
+
+    def _loader(self, start_micro: int, num_micro: int):
+        sampler = StepBatchSampler(len(self.dataset), self.cfg.batch_size, self.acc.process_index,
+                                   self.acc.num_processes, self.cfg.seed, start_micro, num_micro)
+        nw = self.cfg.data.num_workers
+        return torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, collate_fn=collate, num_workers=nw,
+                                           persistent_workers=False)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        name = f"step-{self.step:08d}"
+        tmp, final = self.ckpt_dir / f".tmp-{name}", self.ckpt_dir / name
+        if self.acc.is_main_process:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp), safe_serialization=True)
+        if self.acc.is_main_process:
+            if self.ema is not None:
+                save_file({k: v.contiguous() for k, v in self.ema.shadow.items()}, str(tmp / "ema.safetensors"))
+            state = {"step": self.step, "scheduler": self.scheduler.state_dict(), "global_batch": self.global_batch,
+                     "num_processes": self.acc.num_processes, "seed": self.cfg.seed,
+                     "ema_num_updates": self.ema.num_updates if self.ema else None, "time": time.time()}
+            finalize_checkpoint(tmp, final, state)
+            prune_checkpoints(self.ckpt_dir, self.cfg.checkpoint.keep)
+        self.acc.wait_for_everyone()
+        return final
+
+    def load_checkpoint(self, ckpt: Path) -> None:
+        state = read_trainer_state(ckpt)
+        if state["global_batch"] != self.global_batch:
+            logger.warning("resuming with global batch %d (checkpoint used %d): the data order changes",
+                           self.global_batch, state["global_batch"])
+        self.acc.load_state(str(ckpt))
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            if not (ckpt / "ema.safetensors").is_file():
+                raise ValueError(f"checkpoint {ckpt} has no EMA weights but optim.ema_decay is set")
+            self.ema.shadow = {k: v.float() for k, v in load_file(str(ckpt / "ema.safetensors")).items()}
+            self.ema.num_updates = state["ema_num_updates"]
+        self.step = int(state["step"])
+
+    # ------------------------------------------------------------------ logging
+    def _log(self, row: dict) -> None:
+        if not self.acc.is_main_process:
+            return
+        self._csv_path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self._csv_path.exists()
+        with open(self._csv_path, "a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                w.writeheader()
+            w.writerow(row)
+        if self.cfg.logging.tensorboard:
+            if self._tb is None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.out / "logs" / "tensorboard"))
+            for k in ("loss", "lr", "grad_norm", "samples_per_s"):
+                self._tb.add_scalar(f"train/{k}", row[k], row["step"])
+
+    def _truncate_log(self) -> None:
+        """After a resume, drop log rows of steps the checkpoint does not contain."""
+        if not self.acc.is_main_process or not self._csv_path.exists():
+            return
+        with open(self._csv_path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        keep = [r for r in rows if int(r["step"]) <= self.step]
+        if len(keep) != len(rows) and rows:
+            with open(self._csv_path, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                w.writeheader()
+                w.writerows(keep)
+
+    def plot_loss(self) -> Path | None:
+        if not self.acc.is_main_process or not self._csv_path.exists():
+            return None
+        from surf_video.train.plots import plot_loss_curve
+
+        return plot_loss_curve(self._csv_path, self.out / "loss.png")
+
+    # ------------------------------------------------------------------ training
+    def train(self, max_steps: int | None = None, resume: bool = False) -> TrainResult:
+        """Train until ``max_steps`` (global optimizer steps, default all phases).
+
+        Raises:
+            TrainingDiverged: on a NaN/inf loss or gradient norm (no step is applied).
+        """
+        cfg = self.cfg
+        total = cfg.total_steps if max_steps is None else min(max_steps, cfg.total_steps)
+        if resume:
+            ck = latest_checkpoint(self.ckpt_dir)
+            if ck is None:
+                logger.warning("--resume: no complete checkpoint in %s, starting from scratch", self.ckpt_dir)
+            else:
+                self.load_checkpoint(ck)
+                logger.info("resumed from %s (step %d)", ck, self.step)
+        self._truncate_log()
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        accum = cfg.optim.gradient_accumulation_steps
+        bar = tqdm(total=total, initial=self.step, desc="train", disable=not self.acc.is_local_main_process)
+        last_loss, t0, start_step, last_ck = float("nan"), time.time(), self.step, None
+        tick, tick_step = time.time(), self.step
+        phase_end = 0
+        for phase in cfg.phases:
+            phase_end += phase.steps
+            if self.step >= phase_end or self.step >= total:
+                continue
+            self._phase_clip(phase)
+            n_steps = min(phase_end, total) - self.step
+            losses = []
+            for i, batch in enumerate(self._loader(self.step * accum, n_steps * accum)):
+                z_hr, z_lr, text = self._latents(batch)
+                z_lr, t = self._perturb(z_hr, z_lr, batch["sample_id"])
+                with self.acc.accumulate(self.model):
+                    with self.acc.autocast():
+                        loss = flow_mapping_loss(self.model, z_hr, z_lr, text, t)
+                    all_loss = self.acc.gather(loss.detach()[None])
+                    if not torch.isfinite(all_loss).all():
+                        raise TrainingDiverged(self._diverged_msg("loss", all_loss))
+                    losses.append(all_loss.mean().item())
+                    self.acc.backward(loss)
+                    grad_norm = torch.tensor(0.0)
+                    if self.acc.sync_gradients:
+                        if cfg.optim.max_grad_norm is not None:
+                            grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.optim.max_grad_norm)
+                        else:
+                            grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), float("inf"))
+                        if not torch.isfinite(torch.as_tensor(grad_norm)).all():
+                            raise TrainingDiverged(self._diverged_msg("gradient norm", grad_norm))
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                if not self.acc.sync_gradients:
+                    continue
+                self.scheduler.step()
+                if self.ema is not None:
+                    self.ema.update(self.acc.unwrap_model(self.model))
+                self.step += 1
+                last_loss = sum(losses) / len(losses)
+                losses = []
+                bar.update(1)
+                bar.set_postfix(loss=f"{last_loss:.4g}", phase=phase.name or "")
+                if self.step % cfg.logging.every == 0 or self.step == total:
+                    now = time.time()
+                    sps = (self.step - tick_step) * self.global_batch * accum / max(now - tick, 1e-9)
+                    tick, tick_step = now, self.step
+                    self._log({"step": self.step, "phase": phase.name or str(cfg.phases.index(phase)),
+                               "loss": last_loss, "lr": self.scheduler.get_last_lr()[0],
+                               "grad_norm": float(grad_norm), "samples_per_s": sps, "elapsed_s": now - t0})
+                if self.step % cfg.checkpoint.every == 0 or self.step == total:
+                    last_ck = self.save_checkpoint()
+                if cfg.validation.every and self.step % cfg.validation.every == 0:
+                    self.validate()
+                if self.acc.is_main_process and cfg.logging.plot_every and self.step % cfg.logging.plot_every == 0:
+                    self.plot_loss()
+                if self.on_step_end is not None:
+                    self.on_step_end(self.step)
+        bar.close()
+        self.plot_loss()
+        elapsed = time.time() - t0
+        if self._tb is not None:
+            self._tb.flush()
+        self.acc.wait_for_everyone()
+        return TrainResult(self.step, last_loss, str(last_ck) if last_ck else None,
+                           (self.step - start_step) / max(elapsed, 1e-9))
+
+    def _diverged_msg(self, what: str, value) -> str:
+        ck = latest_checkpoint(self.ckpt_dir)
+        where = f"the last good checkpoint is {ck}" if ck else "no checkpoint was written yet"
+        return (f"non-finite {what} ({value.tolist() if hasattr(value, 'tolist') else value}) at step {self.step + 1}; "
+                f"training stopped without applying the step; {where}. Lower optim.lr, enable optim.max_grad_norm "
+                f"or use mixed_precision 'bf16' instead of 'fp16'.")
+
+    # ------------------------------------------------------------------ validation and export
+    @torch.no_grad()
+    def validate(self) -> dict | None:
+        """Refine fixed clips with the (EMA) weights; write ``lr | refined | hr`` videos and the MSE."""
+        if not self.acc.is_main_process:
+            return None
+        from surf_video.train.plots import write_validation_video
+
+        cfg = self.cfg.validation
+        n = min(cfg.num_samples, len(self.dataset))
+        batch = collate([self.dataset[(i, 0, -1 - i)] for i in range(n)])
+        z_hr, z_lr, text = self._latents(batch)
+        z_lr, _ = self._perturb(z_hr, z_lr, torch.arange(n) + 10**12)
+        model = self.acc.unwrap_model(self.model)
+        backup = None
+        if self.ema is not None:
+            backup = {k: p.detach().clone() for k, p in model.named_parameters()}
+            self.ema.copy_to(model)
+        model.eval()
+        with self.acc.autocast():
+            z = refine(model, z_lr, text, cfg.num_steps)
+        model.train()
+        if backup is not None:
+            for k, p in model.named_parameters():
+                p.copy_(backup[k])
+        mse_refined = F.mse_loss(z.float(), z_hr).item()
+        mse_input = F.mse_loss(z_lr, z_hr).item()
+        out_dir = self.out / "samples"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if self.encoder is not None and z.shape[1] == getattr(self.encoder, "latent_channels", z.shape[1]):
+            vids = [self.encoder.decode(x.float()).cpu() for x in (z_lr, z, z_hr)]
+            for i in range(n):
+                write_validation_video(out_dir / f"step-{self.step:08d}_{i}.mp4", [v[i] for v in vids], cfg.fps)
+        row = {"step": self.step, "mse_refined": mse_refined, "mse_input": mse_input}
+        with open(out_dir / "validation.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if self._tb is not None:
+            self._tb.add_scalar("val/mse_refined", mse_refined, self.step)
+            self._tb.add_scalar("val/mse_input", mse_input, self.step)
+        return row
+
+    def export(self, path: str | Path | None = None) -> Path:
+        """``save_pretrained`` the trained weights (and the EMA weights to ``PATH-ema``)."""
+        path = Path(path or self.out / "final")
+        self.acc.wait_for_everyone()
+        model = self.acc.unwrap_model(self.model)
+        if self.acc.is_main_process:
+            model.save_pretrained(str(path), safe_serialization=True)
+            if self.ema is not None:
+                backup = {k: p.detach().clone() for k, p in model.named_parameters()}
+                self.ema.copy_to(model)
+                model.save_pretrained(str(path) + "-ema", safe_serialization=True)
+                with torch.no_grad():
+                    for k, p in model.named_parameters():
+                        p.copy_(backup[k])
+        self.acc.wait_for_everyone()
+        return path
