@@ -75,19 +75,28 @@ class SURFPipeline:
     :meth:`from_pretrained`. Calling it makes previews (no refiner) or full high-resolution videos.
     """
 
-    def __init__(self, base_pipe, refiner=None):
+    def __init__(self, base_pipe, refiner=None, base_size: tuple[int, int] | None = None):
         self.base = base_pipe
         self.adapter: BaseAdapter = adapter_for(base_pipe)
         self.refiner = refiner
+        #: first-stage (optimal) resolution used when base_height/base_width are not given
+        self.base_size = tuple(base_size) if base_size is not None else self.adapter.optimal_size
         self._progress_kwargs: dict[str, Any] = {}
         if refiner is not None:
             self._check_refiner(refiner)
 
     # ---- construction ----------------------------------------------------------------------------------
     @classmethod
-    def from_pipe(cls, base_pipe, refiner=None) -> "SURFPipeline":
-        """Wraps an existing diffusers pipeline (its tokenizer, text encoder, transformer, scheduler, VAE)."""
-        return cls(base_pipe, refiner=refiner)
+    def from_pipe(cls, base_pipe, refiner=None, base_size: tuple[int, int] | None = None) -> "SURFPipeline":
+        """Wraps an existing diffusers pipeline (its tokenizer, text encoder, transformer, scheduler, VAE).
+
+        Args:
+            base_pipe: a ``WanPipeline`` or ``HunyuanVideoPipeline``.
+            refiner: an optional ``RefinerTransformer3DModel`` for the base VAE's latent space.
+            base_size: the base model's optimal ``(height, width)``; default 480x832 for Wan 2.1,
+                544x960 for HunyuanVideo.
+        """
+        return cls(base_pipe, refiner=refiner, base_size=base_size)
 
     @classmethod
     def from_pretrained(cls, base: str, refiner: str | None = None, torch_dtype=None, **kwargs) -> "SURFPipeline":
@@ -184,8 +193,8 @@ class SURFPipeline:
         a = self.adapter
         if num_previews is not None:
             num_videos_per_prompt = num_previews
-        base_h = base_height or a.optimal_size[0]
-        base_w = base_width or a.optimal_size[1]
+        base_h = base_height or self.base_size[0]
+        base_w = base_width or self.base_size[1]
         if stage_sizes is None:
             ph = preview_height or base_h // 2
             pw = preview_width or base_w // 2

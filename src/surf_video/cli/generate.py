@@ -1,0 +1,145 @@
+"""``surf generate | preview | refine | upscale``: thin wrappers over :mod:`surf_video.api`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["register"]
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", default="surf-mini",
+                   help="surf-mini (default, shipped), tiny-wan, tiny-hunyuan, or a diffusers Wan 2.1 / "
+                        "HunyuanVideo folder or hub id")
+    p.add_argument("--refiner", default="auto",
+                   help="refiner folder (safetensors); 'auto' = SURF-Mini's own for surf-mini; 'none' to skip")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None, help="bf16, fp16 or fp32 (default: as stored)")
+
+
+def _sample_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=int, default=None, help="number of frames (4n+1); default: the model's")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps; default: the model's")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale; default: the model's")
+    p.add_argument("--negative-prompt", default=None)
+    p.add_argument("--switch-step", default="10", help="base-resolution steps before the switch, or 'auto'")
+    p.add_argument("--base-height", type=int, default=None)
+    p.add_argument("--base-width", type=int, default=None)
+    p.add_argument("--preview-height", type=int, default=None)
+    p.add_argument("--preview-width", type=int, default=None)
+    p.add_argument("--renoise", default="flow", choices=["flow", "paper", "snr"])
+    p.add_argument("--resize-mode", default="area", choices=["area", "bilinear", "bicubic"])
+    p.add_argument("--stage-shift", action="store_true", help="resolution-aware shift of the preview sigmas")
+    p.add_argument("--fps", type=int, default=16)
+
+
+def _call_kwargs(args) -> dict:
+    from ..api import defaults_for
+
+    kw = defaults_for(args.base)
+    for key, val in (("num_frames", args.frames), ("num_inference_steps", args.steps), ("guidance_scale", args.guidance)):
+        if val is not None:
+            kw[key] = val
+    sw = args.switch_step
+    kw.update(
+        switch_step=sw if sw == "auto" else [int(x) for x in sw.split(",")] if "," in sw else int(sw),
+        base_height=args.base_height, base_width=args.base_width, preview_height=args.preview_height,
+        preview_width=args.preview_width, renoise=args.renoise, resize_mode=args.resize_mode,
+        stage_shift=args.stage_shift, negative_prompt=args.negative_prompt,
+    )
+    return kw
+
+
+def _load(args):
+    from ..api import load_pipeline
+
+    return load_pipeline(args.base, None if args.refiner == "none" else args.refiner, args.device, args.dtype)
+
+
+def _generate(args) -> int:
+    from ..api import generate
+
+    pipe = _load(args)
+    kw = _call_kwargs(args)
+    if args.height is None and pipe.refiner is not None:
+        from ..api import defaults_for
+
+        args.height, args.width = defaults_for(args.base).get("target_size", (None, None))
+    kw.pop("target_size", None)
+    summary = generate(pipe, args.prompt, args.out, seed=args.seed, fps=args.fps, height=args.height,
+                       width=args.width, refine_steps=args.refine_steps, **kw)
+    print(json.dumps(summary))
+    return 0
+
+
+def _preview(args) -> int:
+    from ..api import make_previews
+
+    pipe = _load(args)
+    kw = _call_kwargs(args)
+    kw.pop("target_size", None)
+    paths = make_previews(pipe, args.prompt, args.out_dir, num_previews=args.num_previews, seed=args.seed,
+                          fps=args.fps, **kw)
+    print(json.dumps({"previews": [str(p) for p in paths]}))
+    return 0
+
+
+def _refine(args) -> int:
+    from ..api import refine_preview
+
+    summary = refine_preview(_load(args), args.preview, args.out, height=args.height, width=args.width,
+                             prompt=args.prompt, refine_steps=args.refine_steps, seed=args.seed, fps=args.fps,
+                             vae_tiling=args.vae_tiling)
+    print(json.dumps(summary))
+    return 0
+
+
+def _upscale(args) -> int:
+    from ..api import upscale_video
+
+    summary = upscale_video(_load(args), args.input, args.out, height=args.height, width=args.width,
+                            prompt=args.prompt, refine_steps=args.refine_steps, seed=args.seed, fps=args.fps,
+                            vae_tiling=args.vae_tiling)
+    print(json.dumps(summary))
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="generate a video with SURF (preview, then refine when a refiner is loaded)")
+    p.add_argument("prompt")
+    p.add_argument("--out", required=True, help="output video (.mp4, .webm, .gif)")
+    p.add_argument("--height", type=int, default=None, help="refined output height (default: the model's target)")
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--refine-steps", type=int, default=10)
+    _model_args(p)
+    _sample_args(p)
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser("preview", help="make previews (videos + latents) to refine later with `surf refine`")
+    p.add_argument("prompt")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--num-previews", type=int, default=1)
+    _model_args(p)
+    _sample_args(p)
+    p.set_defaults(func=_preview, refiner="none")
+
+    for name, helptext, func in (("refine", "refine a saved preview (.safetensors from `surf preview`)", _refine),
+                                 ("upscale", "refine an existing low-resolution video to a higher resolution", _upscale)):
+        p = sub.add_parser(name, help=helptext)
+        if name == "refine":
+            p.add_argument("--preview", required=True)
+            p.add_argument("--prompt", default=None, help="default: the prompt stored in the preview")
+        else:
+            p.add_argument("input")
+            p.add_argument("--prompt", default="")
+        p.add_argument("--out", required=True)
+        p.add_argument("--height", type=int, required=True)
+        p.add_argument("--width", type=int, required=True)
+        p.add_argument("--refine-steps", type=int, default=10)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--fps", type=int, default=16)
+        p.add_argument("--vae-tiling", action="store_true")
+        _model_args(p)
+        p.set_defaults(func=func)

@@ -1,0 +1,56 @@
+"""The ``surf`` console script on tiny local pipelines (no download)."""
+
+import json
+
+import pytest
+
+from surf_video.cli.main import build_parser, main
+from surf_video.io.video import read_video
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for name in ("generate", "preview", "refine", "upscale"):
+        assert name in text
+
+
+def test_generate_preview_refine_round_trip(tmp_path, capsys):
+    out = tmp_path / "gen.mp4"
+    assert main(["generate", "a red circle moving left", "--base", "tiny-wan", "--out", str(out), "--steps", "4",
+                 "--switch-step", "2", "--refine-steps", "2", "--height", "48", "--width", "48"]) == 0
+    assert read_video(out).shape == (5, 48, 48, 3)
+    assert main(["preview", "a red circle", "--base", "tiny-wan", "--out-dir", str(tmp_path / "p"), "--steps", "4",
+                 "--switch-step", "2", "--num-previews", "2"]) == 0
+    assert read_video(tmp_path / "p" / "preview_1.mp4").shape == (5, 16, 16, 3)
+    capsys.readouterr()
+    assert main(["refine", "--preview", str(tmp_path / "p" / "preview_1.safetensors"), "--base", "tiny-wan",
+                 "--out", str(tmp_path / "r.mp4"), "--height", "32", "--width", "48", "--refine-steps", "2"]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (info["height"], info["width"], info["frames"]) == (32, 48, 5)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--frames", "6"], "num_frames"),
+    (["--switch-step", "99"], "switch_step"),
+    (["--preview-height", "24"], "multiples of 16"),
+])
+def test_generate_errors_are_one_line(tmp_path, capsys, argv, match):
+    rc = main(["generate", "a red circle", "--base", "tiny-wan", "--out", str(tmp_path / "x.mp4"), "--steps", "4",
+               *argv])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert match in err and "Traceback" not in err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_refine_rejects_non_safetensors(tmp_path, capsys):
+    (tmp_path / "p.pt").write_bytes(b"x")
+    rc = main(["refine", "--preview", str(tmp_path / "p.pt"), "--base", "tiny-wan", "--out", str(tmp_path / "o.mp4"),
+               "--height", "32", "--width", "32"])
+    assert rc == 2 and "safetensors" in capsys.readouterr().err
+
+
+def test_parser_builds():
+    assert build_parser().prog == "surf"
