@@ -17,6 +17,9 @@ __all__ = ["build_parser", "main", "SUBCOMMANDS"]
 # Module names under surf_video.cli, in the order `surf --help` lists them.
 SUBCOMMANDS = [
     "generate",
+    "degrade",
+    "cache_latents",
+    "train",
 ]
 
 
