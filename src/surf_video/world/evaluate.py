@@ -31,6 +31,8 @@ __all__ = ["evaluate_video", "segment_colors", "label_components", "classify_sha
 COLOR_TOL = 95.0  # RGB distance (0-255 units) within which a pixel belongs to a palette colour
 MIN_AREA = 0.0025  # smallest component kept, as a fraction of the frame
 MIN_PRESENCE = 0.4  # an object must show in this fraction of the frames
+HALO_FRACTION = 0.75  # a component with this fraction of its pixels next to another colour...
+HALO_DISTANCE = 55.0  # ...and a mean distance to its colour above this is a halo
 _SECTORS = 36
 _PALETTE = np.asarray(list(COLORS.values()), dtype=np.float32)
 _NAMES = list(COLORS)
@@ -44,23 +46,42 @@ _SHAPE_AREA = {
 }
 
 
-def segment_colors(video: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest palette colour per pixel.
+def _palette_lut() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest palette colour and in-tolerance flag for every RGB colour quantised to 64 levels."""
+    global _LUT
+    if _LUT is None:
+        levels = np.arange(2, 256, 4, dtype=np.float32)  # bin centres of 4-wide bins
+        grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+        d2 = ((grid[:, None, :] - _PALETTE[None]) ** 2).sum(-1)
+        label = d2.argmin(1)
+        dist = np.sqrt(d2[np.arange(grid.shape[0]), label])
+        _LUT = (label.astype(np.int8), dist < COLOR_TOL, np.minimum(dist, 255).astype(np.uint8))
+    return _LUT
+
+
+_LUT: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+def segment_colors(video: np.ndarray, return_distance: bool = False) -> tuple[np.ndarray, ...]:
+    """Nearest palette colour per pixel (a lookup table on colours quantised to 4-level bins).
 
     Args:
         video: uint8 or float (0-255) [T, H, W, 3].
 
     Returns:
         ``(label, ok)``: int8 [T, H, W] palette index and bool [T, H, W], true where the pixel is
-        within ``COLOR_TOL`` of that colour.
+        within ``COLOR_TOL`` of that colour; with ``return_distance`` also uint8 [T, H, W], the
+        distance to that colour.
     """
-    v = np.asarray(video, dtype=np.float32)
-    d2 = np.zeros(v.shape[:3] + (len(_PALETTE),), dtype=np.float32)
-    for k, c in enumerate(_PALETTE):
-        d2[..., k] = np.sum((v - c) ** 2, axis=-1)
-    label = np.argmin(d2, axis=-1).astype(np.int8)
-    ok = np.take_along_axis(d2, label[..., None].astype(np.int64), axis=-1)[..., 0] < COLOR_TOL**2
-    return label, ok
+    v = np.asarray(video)
+    if v.dtype != np.uint8:
+        v = np.clip(np.round(v), 0, 255).astype(np.uint8)
+    q = v >> 2
+    index = (q[..., 0].astype(np.int32) << 12) | (q[..., 1].astype(np.int32) << 6) | q[..., 2]
+    lut_label, lut_ok, lut_dist = _palette_lut()
+    if return_distance:
+        return lut_label[index], lut_ok[index], lut_dist[index]
+    return lut_label[index], lut_ok[index]
 
 
 def label_components(mask: np.ndarray) -> np.ndarray:
@@ -89,13 +110,13 @@ def label_components(mask: np.ndarray) -> np.ndarray:
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
-    """3x3 binary dilation of a bool [H, W] mask."""
+    """3x3 binary dilation of a bool [..., H, W] mask (each frame on its own)."""
     out = mask.copy()
-    out[1:] |= mask[:-1]
-    out[:-1] |= mask[1:]
+    out[..., 1:, :] |= mask[..., :-1, :]
+    out[..., :-1, :] |= mask[..., 1:, :]
     row = out.copy()
-    out[:, 1:] |= row[:, :-1]
-    out[:, :-1] |= row[:, 1:]
+    out[..., :, 1:] |= row[..., :, :-1]
+    out[..., :, :-1] |= row[..., :, 1:]
     return out
 
 
@@ -230,7 +251,7 @@ def _unwrap_orientation(angles: list[float], k: int) -> np.ndarray:
     return np.unwrap(a) / k
 
 
-def _color_tracks(label: np.ndarray, ok: np.ndarray, cidx: int, min_area: float) -> tuple[int, list[list[np.ndarray | None]]]:
+def _color_tracks(label: np.ndarray, ok: np.ndarray, dist: np.ndarray, cidx: int, min_area: float) -> tuple[int, list[list[np.ndarray | None]]]:
     """Objects of one colour: (count, tracks), each track a per-frame list of bool masks or None."""
     t_count = label.shape[0]
     mask = ok & (label == cidx)
@@ -243,8 +264,15 @@ def _color_tracks(label: np.ndarray, ok: np.ndarray, cidx: int, min_area: float)
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     sub = mask[:, r0:r1, c0:c1]
     lab = label_components(sub)
-    roots, sizes = np.unique(lab[sub], return_counts=True)
-    keep = sizes >= min_area
+    roots, inverse, sizes = np.unique(lab[sub], return_inverse=True, return_counts=True)
+    # Halos: the blurred or chroma-subsampled edge of an object can fall within tolerance of
+    # another palette colour (yellow's edge looks orange). Such a component hugs an object of
+    # another colour, so most of its pixels lie within 2 px of that colour: drop it.
+    other = _dilate(_dilate((ok & (label != cidx))[:, r0:r1, c0:c1]))
+    # A real object's own pixels come close to its colour somewhere; a halo's are all mixtures.
+    near = np.bincount(inverse.ravel(), weights=other[sub].astype(np.float64), minlength=roots.size)
+    purity = np.bincount(inverse.ravel(), weights=dist[:, r0:r1, c0:c1][sub].astype(np.float64), minlength=roots.size) / sizes
+    keep = (sizes >= min_area) & ((near < HALO_FRACTION * sizes) | (purity < HALO_DISTANCE))
     roots, sizes = roots[keep], sizes[keep]
     plane = sub.shape[1] * sub.shape[2]
     frame_of = roots // plane
@@ -326,10 +354,10 @@ def evaluate_video(video: np.ndarray, caption: str) -> dict:
     t_count, h, w, _ = video.shape
     side = min(h, w)
     min_area = MIN_AREA * h * w
-    label, ok = segment_colors(video)
+    label, ok, dist = segment_colors(video, return_distance=True)
     detected = []
     for cidx, name in enumerate(_NAMES):
-        count, tracks = _color_tracks(label, ok, cidx, min_area)
+        count, tracks = _color_tracks(label, ok, dist, cidx, min_area)
         for track in tracks:
             det = _describe(track, side, video, COLORS[name])
             det.update(color=name, masks=np.stack([m if m is not None else np.zeros((h, w), bool) for m in track]))
