@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     "degrade",
     "cache_latents",
     "train",
+    "world",
 ]
 
 
