@@ -117,6 +117,32 @@ class SURFPipeline:
             self.refiner.to(device=device, dtype=dtype) if dtype is not None else self.refiner.to(device)
         return self
 
+    def enable_accelerations(self, *, cache=None, attention_backend: str | None = None, compile: bool = False,
+                             quantize: str | None = None, refiner: bool = True, compile_kwargs: dict | None = None):
+        """Applies user-side accelerations (see :mod:`surf_video.pipelines.accel`) to the base transformer
+        and, with ``refiner=True``, to the refiner (all but ``cache``, which only the base uses).
+
+        Call :meth:`disable_accelerations` to remove them (fp8 quantization cannot be removed).
+        """
+        from .accel import apply_accelerations
+
+        self.disable_accelerations()
+        self._accel = {"base": apply_accelerations(self.adapter.transformer, cache=cache, attention_backend=attention_backend,
+                                                   compile=compile, quantize=quantize, compile_kwargs=compile_kwargs)}
+        if refiner and self.refiner is not None:
+            self._accel["refiner"] = apply_accelerations(self.refiner, attention_backend=attention_backend,
+                                                         compile=compile, quantize=quantize,
+                                                         compile_kwargs=compile_kwargs)
+        return self
+
+    def disable_accelerations(self) -> None:
+        """Removes what :meth:`enable_accelerations` applied."""
+        from .accel import remove_accelerations
+
+        for key, done in getattr(self, "_accel", {}).items():
+            remove_accelerations(self.adapter.transformer if key == "base" else self.refiner, done)
+        self._accel = {}
+
     def set_progress_bar_config(self, **kwargs) -> None:
         """Same as diffusers: e.g. ``disable=True``."""
         self._progress_kwargs = kwargs

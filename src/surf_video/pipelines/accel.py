@@ -1,0 +1,123 @@
+"""Accelerations that video-model users already run, applied to SURF's base and refiner (or a base alone).
+
+Each option is applied to a transformer and can be removed again, so SURF and the plain base pipeline can
+be compared with and without it:
+
+- ``cache``: any diffusers cache config (``FirstBlockCacheConfig``, ``FasterCacheConfig``,
+  ``TaylorSeerCacheConfig``, ``MagCacheConfig``, ...) on the base transformer; SURF resets its state at
+  every resolution switch (``BaseAdapter.reset_cache``).
+- ``attention_backend``: a backend of diffusers' attention dispatch (``native``, ``_native_cudnn``,
+  ``_native_flash``, ``flash``, ``sage``, ...), for base and refiner.
+- ``compile``: regional compilation of the repeated transformer blocks (``compile_repeated_blocks``), so
+  each stage's shapes compile once and a switch does not recompile the whole model.
+- ``quantize="fp8"``: torchao float8 dynamic activations and weights for the linear layers (GPUs of compute
+  capability >= 8.9); irreversible for the loaded weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = ["CACHE_CONFIGS", "Accelerations", "apply_accelerations", "remove_accelerations", "QUANTIZE_MODES", "available_backends"]
+
+QUANTIZE_MODES = (None, "fp8")
+CACHE_CONFIGS = ("FirstBlockCacheConfig", "FasterCacheConfig", "TaylorSeerCacheConfig", "MagCacheConfig",
+                 "PyramidAttentionBroadcastConfig", "SeaCacheConfig")
+
+
+@dataclass
+class Accelerations:
+    """What was applied to one transformer, so it can be removed."""
+
+    cache: Any = None
+    attention_backend: str | None = None
+    compiled: bool = False
+    quantized: str | None = None
+
+
+def available_backends() -> list[str]:
+    """Names accepted by diffusers' ``set_attention_backend`` in this install."""
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    return [b.value for b in AttentionBackendName]
+
+
+def _check(cache, attention_backend, compile, quantize) -> None:
+    if cache is not None:
+        import diffusers.hooks as hooks
+
+        known = [getattr(hooks, n) for n in CACHE_CONFIGS if hasattr(hooks, n)]
+        if not isinstance(cache, tuple(known)):
+            raise ValueError(
+                f"cache must be a diffusers cache config ({', '.join(c.__name__ for c in known)}), got {type(cache).__name__}"
+            )
+    if attention_backend is not None and attention_backend not in available_backends():
+        raise ValueError(f"attention_backend must be one of {available_backends()}, got {attention_backend!r}")
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile must be True or False, got {compile!r}")
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+
+
+def _quantize_fp8(model: torch.nn.Module) -> None:
+    try:
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
+    except ImportError as err:
+        raise ValueError("quantize='fp8' needs torchao: pip install 'surf-video[fast]'") from err
+    device = next(model.parameters()).device
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
+        raise ValueError(
+            "quantize='fp8' needs the model on a CUDA GPU of compute capability >= 8.9 (Ada, Hopper or newer); "
+            f"the model is on {device}"
+        )
+    quantize_(model, Float8DynamicActivationFloat8WeightConfig())
+
+
+def apply_accelerations(model, *, cache=None, attention_backend: str | None = None, compile: bool = False,
+                        quantize: str | None = None, compile_kwargs: dict | None = None) -> Accelerations:
+    """Applies the chosen accelerations to one transformer (a diffusers ``ModelMixin``).
+
+    Args:
+        model: the base transformer or the refiner.
+        cache: a diffusers cache config, or None. Only meaningful for the base (it caches across steps).
+        attention_backend: a diffusers attention backend name, or None to leave the model's as it is.
+        compile: regional compilation of the repeated blocks.
+        quantize: None or ``"fp8"``.
+        compile_kwargs: passed to ``torch.compile`` (e.g. ``{"mode": "max-autotune-no-cudagraphs"}``).
+
+    Returns:
+        A record to pass to :func:`remove_accelerations`.
+    """
+    _check(cache, attention_backend, compile, quantize)
+    done = Accelerations()
+    if quantize == "fp8":  # before compile: the compiled graph must see the quantized linears
+        _quantize_fp8(model)
+        done.quantized = "fp8"
+    if attention_backend is not None:
+        model.set_attention_backend(attention_backend)
+        done.attention_backend = attention_backend
+    if cache is not None:
+        model.enable_cache(cache)
+        done.cache = cache
+    if compile:
+        # dynamic=False: each stage's shapes compile once; switching between them re-uses both graphs
+        model.compile_repeated_blocks(**({"dynamic": False} | (compile_kwargs or {})))
+        done.compiled = True
+    return done
+
+
+def remove_accelerations(model, done: Accelerations) -> None:
+    """Undoes :func:`apply_accelerations` (quantization cannot be undone on the loaded weights)."""
+    if done.cache is not None:
+        model.disable_cache()
+    if done.attention_backend is not None:
+        model.reset_attention_backend()
+    if done.compiled:
+        for sub in model.modules():
+            if sub.__class__.__name__ in (getattr(model, "_repeated_blocks", None) or ()):
+                sub._compiled_call_impl = None
+    if done.quantized:
+        raise ValueError("quantize='fp8' replaced the linear weights and cannot be removed; reload the model")

@@ -1,0 +1,83 @@
+"""User-side accelerations on SURF: apply, reset at switches, remove, errors (CPU, tiny pipeline)."""
+
+import pytest
+import torch
+
+from surf_video.pipelines import SURFPipeline
+from surf_video.pipelines.accel import apply_accelerations, remove_accelerations
+
+KW = dict(num_frames=5, num_inference_steps=6, guidance_scale=3.0, switch_step=2, base_height=32, base_width=48,
+          preview_height=16, preview_width=32, output_type="latent")
+
+
+def run(s, seed=0):
+    return s("a red circle", generator=torch.Generator().manual_seed(seed), **KW).frames
+
+
+@pytest.fixture()
+def surf(wan):
+    s = SURFPipeline.from_pipe(wan)
+    s.set_progress_bar_config(disable=True)
+    yield s
+    s.disable_accelerations()
+
+
+@pytest.mark.parametrize("make", ["fbc", "taylorseer"])
+def test_caches_reset_at_switch_and_remove_cleanly(surf, wan, make):
+    from diffusers import FirstBlockCacheConfig, TaylorSeerCacheConfig
+
+    plain = run(surf)
+    cfg = {
+        "fbc": lambda: FirstBlockCacheConfig(threshold=0.5),
+        "taylorseer": lambda: TaylorSeerCacheConfig(cache_interval=2, disable_cache_before_step=1),
+    }[make]()
+    seen = []
+    hook = wan.transformer.register_forward_hook(
+        lambda m, a, k, o: seen.append((tuple(k["hidden_states"].shape[-2:]), tuple(o[0].shape[-2:]))), with_kwargs=True)
+    try:
+        surf.enable_accelerations(cache=cfg)
+        out = run(surf)
+    finally:
+        hook.remove()
+    assert out.shape == plain.shape
+    # no stale tensors: every forward returns the size it was given, across the switch
+    assert all(i == o for i, o in seen) and {i for i, _ in seen} == {(4, 6), (2, 4)}
+    surf.disable_accelerations()
+    assert not wan.transformer.is_cache_enabled
+    assert torch.equal(run(surf), plain)
+
+
+def test_attention_backend_applies_and_resets(surf, wan):
+    plain = run(surf)
+    surf.enable_accelerations(attention_backend="native")
+    procs = [m.processor for m in wan.transformer.modules() if hasattr(m, "processor")]
+    assert procs and all(p._attention_backend == "native" for p in procs)
+    torch.testing.assert_close(run(surf), plain, rtol=1e-5, atol=1e-5)
+    surf.disable_accelerations()
+    assert all(p._attention_backend is None for p in procs)
+
+
+def test_everything_off_is_plain_surf(surf):
+    plain = run(surf)
+    surf.enable_accelerations()
+    assert torch.equal(run(surf), plain)
+
+
+def test_compile_marks_blocks_and_removes(wan):
+    done = apply_accelerations(wan.transformer, compile=True)
+    blocks = [m for m in wan.transformer.modules() if m.__class__.__name__ == "WanTransformerBlock"]
+    assert blocks and all(b._compiled_call_impl is not None for b in blocks)
+    remove_accelerations(wan.transformer, done)
+    assert all(b._compiled_call_impl is None for b in blocks)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(cache="fbc"), "cache must be"),
+    (dict(attention_backend="warp-drive"), "attention_backend must be one of"),
+    (dict(compile="yes"), "compile must be"),
+    (dict(quantize="int3"), "quantize must be one of"),
+    (dict(quantize="fp8"), "fp8"),
+])
+def test_bad_options(surf, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        surf.enable_accelerations(**kwargs)
