@@ -54,3 +54,15 @@ def test_refine_rejects_non_safetensors(tmp_path, capsys):
 
 def test_parser_builds():
     assert build_parser().prog == "surf"
+
+
+def test_cache_flag_parsing():
+    from surf_video.cli.generate import parse_cache
+
+    assert parse_cache(None) is None
+    assert parse_cache("fbc:0.1").threshold == 0.1
+    assert parse_cache("taylorseer:3").cache_interval == 3
+    with pytest.raises(ValueError, match="--cache"):
+        parse_cache("teacache:1")
+    with pytest.raises(ValueError, match="--cache"):
+        parse_cache("fbc:abc")

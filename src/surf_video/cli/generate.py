@@ -16,6 +16,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="refiner folder (safetensors); 'auto' = SURF-Mini's own for surf-mini; 'none' to skip")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default=None, help="bf16, fp16 or fp32 (default: as stored)")
+    p.add_argument("--attention-backend", default=None, help="diffusers attention backend for base and refiner")
+    p.add_argument("--compile", action="store_true", help="regional torch.compile of the repeated blocks")
+    p.add_argument("--quantize", default=None, choices=["fp8"], help="torchao fp8 linears (GPU, surf-video[fast])")
+    p.add_argument("--cache", default=None,
+                   help="base transformer cache: fbc:THRESHOLD (FirstBlockCache) or taylorseer:INTERVAL")
 
 
 def _sample_args(p: argparse.ArgumentParser) -> None:
@@ -52,10 +57,33 @@ def _call_kwargs(args) -> dict:
     return kw
 
 
+def parse_cache(spec: str | None):
+    """``fbc:0.05`` -> FirstBlockCacheConfig(threshold=0.05); ``taylorseer:4`` -> TaylorSeerCacheConfig(...)."""
+    if spec is None:
+        return None
+    kind, _, value = spec.partition(":")
+    try:
+        if kind == "fbc":
+            from diffusers import FirstBlockCacheConfig
+
+            return FirstBlockCacheConfig(threshold=float(value or 0.05))
+        if kind == "taylorseer":
+            from diffusers import TaylorSeerCacheConfig
+
+            return TaylorSeerCacheConfig(cache_interval=int(value or 4))
+    except ValueError as err:
+        raise ValueError(f"--cache: bad value in {spec!r}: {err}") from err
+    raise ValueError(f"--cache must be fbc:THRESHOLD or taylorseer:INTERVAL, got {spec!r}")
+
+
 def _load(args):
     from ..api import load_pipeline
 
-    return load_pipeline(args.base, None if args.refiner == "none" else args.refiner, args.device, args.dtype)
+    pipe = load_pipeline(args.base, None if args.refiner == "none" else args.refiner, args.device, args.dtype)
+    if args.attention_backend or args.compile or args.quantize or args.cache:
+        pipe.enable_accelerations(cache=parse_cache(args.cache), attention_backend=args.attention_backend,
+                                  compile=args.compile, quantize=args.quantize)
+    return pipe
 
 
 def _generate(args) -> int:
