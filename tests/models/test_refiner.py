@@ -212,6 +212,18 @@ def test_save_load_round_trip(tmp_path):
         assert torch.equal(loaded(x, t, text).sample, model(x, t, text).sample)
 
 
+def test_wan_checkpoint_folder_loads_as_refiner(tmp_path):
+    # a diffusers Wan transformer folder (e.g. Wan2.1-T2V-1.3B-Diffusers/transformer) loads directly
+    torch.manual_seed(0)
+    wan = WanTransformer3DModel(**TINY_WAN).eval()
+    wan.save_pretrained(tmp_path / "transformer")
+    refiner = RefinerTransformer3DModel.from_pretrained(tmp_path, subfolder="transformer", temporal_window_size=8)
+    assert refiner.config.temporal_window_size == 8
+    x, t, text = _inputs(frames=3)
+    with torch.no_grad():
+        torch.testing.assert_close(refiner.eval()(x, t, text).sample, wan(x, t, text).sample, atol=1e-5, rtol=1e-5)
+
+
 def test_load_rejects_bin_only_and_missing(tmp_path):
     model = _refiner(3)
     model.save_pretrained(tmp_path / "bin", safe_serialization=False)

@@ -51,6 +51,7 @@ __all__ = [
     "RefinerTransformerBlock",
     "WindowPlan",
     "BOUNDARY_MODES",
+    "windowed_attention",
 ]
 
 BOUNDARY_MODES = ("split", "mask")
@@ -149,8 +150,9 @@ def windowed_attention(
     """
     lay, hw = plan.layout, plan.tokens_per_frame
     b, n, h, d = query.shape
-    parts = [window_partition(x.reshape(b, lay.num_frames, hw, h, d), lay.window, lay.shift) for x in (query, key, value)]
-    (qf, qb), (kf, kb), (vf, vb) = parts
+    (qf, qb), (kf, kb), (vf, vb) = (
+        window_partition(x.reshape(b, lay.num_frames, hw, h, d), lay.window, lay.shift) for x in (query, key, value)
+    )
     out_full = out_bnd = None
     if qf is not None:
         seq = (qf.shape[0], lay.window * hw, h, d)
@@ -340,7 +342,9 @@ class RefinerTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atten
         b, _, f, h, w = hidden_states.shape
         p_t, p_h, p_w = self.config.patch_size
         if f % p_t or h % p_h or w % p_w:
-            raise ValueError(f"latent (F, H, W)=({f}, {h}, {w}) must be divisible by patch_size {tuple(self.config.patch_size)}")
+            raise ValueError(
+                f"latent (F, H, W)=({f}, {h}, {w}) must be divisible by patch_size {tuple(self.config.patch_size)}"
+            )
         ppf, pph, ppw = f // p_t, h // p_h, w // p_w
         plans = self.window_plans(ppf, pph, ppw, device=hidden_states.device)
 
