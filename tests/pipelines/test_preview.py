@@ -205,3 +205,32 @@ def test_unsupported_pipeline_and_scheduler(wan):
             SURFPipeline.from_pipe(wan)
     finally:
         wan.scheduler = sched
+
+
+@pytest.mark.parametrize("schedule", ["truncate", "respace"])
+def test_snr_three_stages_unipc(wan_unipc, schedule):
+    shapes = []
+    hook = wan_unipc.transformer.register_forward_hook(
+        lambda m, args, kwargs, out: shapes.append(tuple(kwargs["hidden_states"].shape[-2:])), with_kwargs=True)
+    try:
+        out = surf(wan_unipc)("a red circle", generator=gen(), switch_step=[2, 4], renoise="snr",
+                              resume_schedule=schedule, stage_sizes=[(64, 64), (48, 48), (32, 32)], **W_KW)
+    finally:
+        hook.remove()
+    assert out.frames.shape[-2:] == (4, 4) and torch.isfinite(out.frames).all()
+    assert shapes[:4] == [(8, 8)] * 4
+    n_mid, n_last = shapes.count((6, 6)) // 2, shapes.count((4, 4)) // 2
+    if schedule == "respace":  # same number of steps, re-spaced from the resumed sigma
+        assert (n_mid, n_last) == (2, 2)
+    else:  # truncation may skip steps, never adds any
+        assert n_mid <= 2 and n_last <= 2
+    # every resumed stage starts below the sigma it left from
+    assert out.stage_sigmas[1][0] < out.stage_sigmas[0][2] and out.stage_sigmas[2][0] < out.stage_sigmas[1][-1] + 1e-6
+
+
+def test_snr_on_hunyuan(hunyuan):
+    out = surf(hunyuan)("a red circle", num_frames=5, num_inference_steps=4, switch_step=2, renoise="snr",
+                        base_height=32, base_width=32, preview_height=16, preview_width=16, output_type="latent",
+                        max_sequence_length=256, generator=gen())
+    assert out.frames.shape[-2:] == (2, 2) and torch.isfinite(out.frames).all()
+    assert out.stage_sigmas[1][0] < out.stage_sigmas[0][2]
