@@ -165,21 +165,23 @@ def render_scene(
     t_count = scene.num_frames if num_frames is None else int(num_frames)
     if t_count < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    frames = np.repeat(render_background(scene, (h, w))[None], t_count, axis=0)
+    # Work in uint8 and blend in float only inside each object's box: most pixels are background.
+    background = (np.clip(render_background(scene, (h, w)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    video = np.repeat(background[None], t_count, axis=0)
     n = len(scene.objects)
     masks = np.zeros((t_count, n, h, w), dtype=bool) if with_truth else None
     centroids = np.zeros((t_count, n, 2), dtype=np.float64)
     for k, obj in enumerate(scene.objects):
-        color = np.asarray(COLORS[obj.color], dtype=np.float32) / 255.0
+        color = np.asarray(COLORS[obj.color], dtype=np.float32)
         for t, rows, cols, cov, centre in _object_frames(obj, t_count, h, w):
-            region = frames[t, rows, cols]
+            region = video[t, rows, cols].astype(np.float32)
             region += cov[..., None] * (color - region)
+            video[t, rows, cols] = (region + 0.5).astype(np.uint8)
             centroids[t, k] = centre
             if masks is not None:
                 on = cov >= 0.5
                 masks[t, k, rows, cols] = on
                 masks[t, :k, rows, cols] &= ~on  # occlusion of earlier objects
-    video = (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     if not with_truth:
         return video, None
     truth = {
