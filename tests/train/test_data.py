@@ -19,7 +19,7 @@ from surf_video.train.data import (
 )
 from surf_video.train.degrade import PixelDegradeConfig
 
-from conftest import make_clip
+from train_helpers import make_clip
 
 
 def test_scan_folder_with_sidecar_captions_and_frame_folders(video_dir):

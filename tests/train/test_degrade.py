@@ -14,7 +14,7 @@ from surf_video.train.degrade import (
     preview_like,
 )
 
-from conftest import make_clip
+from train_helpers import make_clip
 
 
 def test_pixel_deterministic_per_seed_and_changes_clip():
