@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "cache_latents",
     "train",
     "world",
+    "web",
 ]
 
 
