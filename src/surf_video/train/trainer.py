@@ -172,7 +172,10 @@ class Trainer:
         from accelerate.utils import set_seed
 
         self.cfg = cfg
-        self.acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision,
+        # On a CPU-only host launched with several processes (torchrun / accelerate launch --multi_gpu),
+        # accelerate only picks gloo multi-CPU when told cpu=True.
+        cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu,
                                               gradient_accumulation_steps=cfg.optim.gradient_accumulation_steps)
         self.out = Path(cfg.output_dir)
         self.ckpt_dir = self.out / "checkpoints"
