@@ -162,3 +162,15 @@ def test_config_errors(tmp_path):
         load_config(tiny_recipe(tmp_path, data={"type": "videos"}))
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_recipes_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "refiner"
+    tiny = load_config(root / "tiny.yaml")
+    big = load_config(root / "refiner-1b.yaml")
+    assert big.optim.lr == 5e-5 and [p.num_frames for p in big.phases] == [21, 81]
+    assert [p.steps for p in big.phases] == [1000, 4000]
+    assert big.degrade.pixel.first.kernel_size == [7, 21]  # loaded from degrade.yaml next to the recipe
+    assert tiny.data.type == "synthetic" and tiny.total_steps == 100

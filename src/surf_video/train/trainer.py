@@ -68,7 +68,11 @@ class TrainResult:
 
 
 def _wan_folder(path: str) -> dict:
-    return {"subfolder": "transformer"} if (Path(path) / "transformer").is_dir() else {}
+    """A local transformer folder loads as is; a pipeline folder or a hub id (diffusers layout) via transformer/."""
+    p = Path(path)
+    if p.is_dir():
+        return {"subfolder": "transformer"} if (p / "transformer").is_dir() else {}
+    return {"subfolder": "transformer"}
 
 
 def build_model(cfg: ModelConfig) -> torch.nn.Module:
