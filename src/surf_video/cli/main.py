@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "train",
     "world",
     "web",
+    "bench",
 ]
 
 

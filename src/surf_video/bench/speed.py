@@ -1,0 +1,594 @@
+"""Speed benchmark: SURF against its base model at full size, random bf16 weights, on one GPU.
+
+Speed does not depend on the weights, so every network is built from its published config with random
+weights directly on the device (no download). The runs go through the code users run: the baseline is the
+diffusers pipeline's own ``__call__`` (``WanPipeline`` / ``HunyuanVideoPipeline``); SURF is
+:class:`~surf_video.pipelines.SURFPipeline` (preview stages, then the refiner's flow-map sampler).
+Text conditioning: Wan gets random ``prompt_embeds`` ``[1, 512, 4096]``; HunyuanVideo encodes a prompt with
+small random LLaMA (hidden 4096) / CLIP (hidden 768) encoders, i.e. the pipeline's own ``encode_prompt`` path.
+
+Every transformer / refiner forward is timed with CUDA events from module hooks. A stage that would take too
+long runs only ``timed_steps`` steps; its per-forward time (after dropping the first, warm-up, forward at a
+size seen for the first time) is multiplied by the full recipe's forwards and the result says
+``extrapolated``. FLOPs come from :mod:`surf_video.bench.flops`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from . import flops as F
+
+__all__ = [
+    "ARCHS", "TARGETS", "SpeedConfig", "ForwardTimer", "build_transformer", "build_refiner", "build_pipeline",
+    "measure_matmul_peak", "time_vae_decode", "run_speed", "run_refiner_speed", "profile_forward",
+]
+
+WAN14B = dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=16, out_channels=16,
+              text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
+              qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
+WAN1_3B = dict(WAN14B, num_attention_heads=12, ffn_dim=8960, num_layers=30)
+WAN_TINY = dict(WAN14B, num_attention_heads=2, attention_head_dim=16, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2)
+HUNYUAN13B: dict = {}  # diffusers' HunyuanVideoTransformer3DModel defaults are the 13B model
+HUNYUAN_TINY = dict(num_attention_heads=2, attention_head_dim=16, num_layers=1, num_single_layers=1,
+                    num_refiner_layers=1, text_embed_dim=32, pooled_projection_dim=8, rope_axes_dim=(4, 6, 6))
+
+#: name -> (family, transformer config, refiner config name, refiner overrides)
+ARCHS = {
+    "wan14b": ("wan", WAN14B, "refiner-1b", {}),
+    "wan1.3b": ("wan", WAN1_3B, "refiner-1b", {}),
+    "hunyuan13b": ("hunyuan", HUNYUAN13B, "refiner-1b", {}),
+    "refiner-1b": ("refiner", None, "refiner-1b", {}),
+    "refiner-paper-1b": ("refiner", None, "refiner-paper-1b", {}),
+    "wan-tiny": ("wan", WAN_TINY, "refiner-tiny", {"text_dim": 32}),
+    "hunyuan-tiny": ("hunyuan", HUNYUAN_TINY, "refiner-tiny", {"text_dim": 32}),
+    "refiner-tiny": ("refiner", None, "refiner-tiny", {"text_dim": 32}),
+}
+#: target name -> (height, width); 1080p is 1088x1920, the nearest size Wan's VAE x patch (16) divides
+TARGETS = {"720p": (720, 1280), "1080p": (1088, 1920), "tiny": (64, 96)}
+_RECIPES = {  # family -> frames, base size, preview size, text length, guidance, CFG passes per step
+    "wan": dict(frames=81, base=(480, 832), preview=(240, 416), text_len=512, guidance=5.0, passes=2),
+    "hunyuan": dict(frames=129, base=(544, 960), preview=(272, 480), text_len=256, guidance=6.0, passes=1),
+}
+PROMPT = "a red circle moving left on a blue background"
+
+
+@dataclass
+class SpeedConfig:
+    """One benchmark run (one model, one or more targets); see ``surf bench speed --help``."""
+
+    model: str = "wan14b"
+    targets: tuple[str, ...] = ("720p",)
+    steps: int = 50  # baseline steps
+    surf_steps: int = 40  # SURF preview steps: switch_step at the base size, the rest at the preview size
+    switch_step: int = 10
+    refine_steps: int = 10
+    timed_steps: int | None = None  # None: run every step of every stage
+    num_frames: int | None = None  # None: the family's recipe (81 Wan, 129 HunyuanVideo)
+    base_size: tuple[int, int] | None = None
+    preview_size: tuple[int, int] | None = None
+    target_size: tuple[int, int] | None = None  # overrides TARGETS (tests)
+    text_len: int | None = None
+    windows: tuple = (7, 3, None)  # refiner-only runs: temporal windows to compare (None = full attention)
+    compile: bool = False
+    batch_cfg: bool = False
+    attention_backend: str | None = None
+    vae_decode: bool = True
+    profile: bool = False
+    device: str = "cuda"
+    dtype: str = "bfloat16"
+    seed: int = 0
+    command: str = ""
+
+
+# ---------------------------------------------------------------------------------------------- timing
+class ForwardTimer:
+    """Times every forward of the modules it is attached to (CUDA events; host clock on CPU).
+
+    ``records`` holds ``(phase, module name, input shape, seconds)``; ``phase`` is whatever the caller set.
+    """
+
+    def __init__(self, device):
+        self.cuda = torch.device(device).type == "cuda"
+        self.records: list[tuple[str, str, tuple, float]] = []
+        self.phase = ""
+        self.inputs: dict[tuple, tuple] = {}  # (name, shape) -> (args, kwargs) of one call, for profiling
+        self._open: dict[str, tuple] = {}
+        self._handles = []
+
+    def attach(self, module: torch.nn.Module, name: str) -> None:
+        def pre(mod, args, kwargs):
+            hs = kwargs.get("hidden_states", args[0] if args else None)
+            shape = tuple(hs.shape)
+            self.inputs.setdefault((name, shape), (args, kwargs))
+            if self.cuda:
+                start = torch.cuda.Event(enable_timing=True)
+                start.record()
+                self._open[name] = (shape, start)
+            else:
+                self._open[name] = (shape, time.perf_counter())
+
+        def post(mod, args, kwargs, out):
+            shape, start = self._open.pop(name)
+            if self.cuda:
+                end = torch.cuda.Event(enable_timing=True)
+                end.record()
+                end.synchronize()
+                sec = start.elapsed_time(end) / 1000.0
+            else:
+                sec = time.perf_counter() - start
+            self.records.append((self.phase, name, shape, sec))
+
+        self._handles += [module.register_forward_pre_hook(pre, with_kwargs=True),
+                          module.register_forward_hook(post, with_kwargs=True)]
+
+    def detach(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def sync(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def forwards(self, phase: str, name: str, shape: tuple | None = None) -> list[float]:
+        return [s for p, n, sh, s in self.records if p == phase and n == name and (shape is None or sh == shape)]
+
+    def seen_before(self, phase: str, name: str, shape: tuple) -> bool:
+        for p, n, sh, _ in self.records:
+            if p == phase:
+                return False
+            if n == name and sh == shape:
+                return True
+        return False
+
+
+def _stage(timer: ForwardTimer, phase: str, name: str, shape: tuple, wall: float, steps_run: int, full_steps: int,
+           passes: int, flops_per_forward: int, peak: float | None) -> dict:
+    """Per-stage result: per-forward time (warm-up dropped), extrapolated to the full recipe."""
+    fw = timer.forwards(phase, name, shape)
+    if not fw:
+        raise RuntimeError(f"no {name} forward at {shape} was timed in phase {phase!r}")
+    warm = timer.seen_before(phase, name, shape)
+    timed = fw if warm or len(fw) < 2 else fw[1:]
+    note_warm = "warm (size seen earlier)" if warm else ("first forward dropped as warm-up" if len(fw) >= 2
+                                                          else "cold: no warm-up forward at this size")
+    per_fwd = statistics.mean(timed)
+    overhead = max(0.0, wall - sum(fw)) / max(steps_run, 1)  # scheduler / resize work between forwards
+    full_fwd = full_steps * passes
+    seconds = per_fwd * full_fwd + overhead * full_steps
+    extrap = len(timed) < full_fwd
+    tflops = flops_per_forward / per_fwd / 1e12
+    return {
+        "module": name, "seconds": seconds, "steps": full_steps, "forwards": full_fwd, "latent_shape": list(shape),
+        "sec_per_forward": per_fwd, "forward_times": fw, "overhead_per_step": overhead,
+        "steps_run": steps_run, "timed_forwards": len(timed), "extrapolated": extrap,
+        "note": (f"extrapolated from {len(timed)} timed forwards ({steps_run} steps run; {note_warm}) "
+                 f"to {full_fwd} forwards" if extrap else f"measured: all {full_fwd} forwards ({note_warm})"),
+        "flops_per_forward": flops_per_forward, "flops": flops_per_forward * full_fwd,
+        "tflops_per_s": tflops, "fraction_of_peak": (tflops / peak) if peak else None,
+    }
+
+
+def measure_matmul_peak(device="cuda", n: int = 8192, iters: int = 10) -> float | None:
+    """bf16 ``n x n x n`` matmul rate in TFLOP/s on random data (None on CPU)."""
+    if torch.device(device).type != "cuda":
+        return None
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        a @ b
+    end.record()
+    end.synchronize()
+    return 2 * n**3 * iters / (start.elapsed_time(end) / 1000) / 1e12
+
+
+# ---------------------------------------------------------------------------------------------- building
+@contextlib.contextmanager
+def _init_on(device, dtype):
+    """Create parameters directly on ``device`` in ``dtype`` (a 14B model in fp32 on the CPU takes minutes)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _finish(model, dtype):
+    # As from_pretrained(torch_dtype=bf16) does: the model's _keep_in_fp32_modules stay in float32.
+    keep = getattr(model, "_keep_in_fp32_modules", None) or []
+    for name, p in model.named_parameters():
+        if any(k in name.split(".") for k in keep):
+            p.data = p.data.float()
+    return model.eval().requires_grad_(False)
+
+
+def build_transformer(family: str, cfg: dict, device, dtype):
+    """The base transformer at full size with random weights, built on ``device``."""
+    from diffusers import HunyuanVideoTransformer3DModel, WanTransformer3DModel
+
+    cls = WanTransformer3DModel if family == "wan" else HunyuanVideoTransformer3DModel
+    with _init_on(device, dtype):
+        return _finish(cls(**cfg), dtype)
+
+
+def build_refiner(name: str, device, dtype, **overrides):
+    from ..models.refiner import RefinerTransformer3DModel
+
+    with _init_on(device, dtype):
+        return _finish(RefinerTransformer3DModel.from_config_name(name, **overrides), dtype)
+
+
+def build_pipeline(family: str, transformer, device, dtype, text_dim: int = 4096, pooled_dim: int = 768):
+    """A real ``WanPipeline`` / ``HunyuanVideoPipeline`` around ``transformer`` with a small random VAE.
+
+    Wan: no tokenizer / text encoder (the benchmark passes ``prompt_embeds``). HunyuanVideo: small random
+    LLaMA / CLIP encoders with the real output widths, so ``encode_prompt`` runs as for users.
+    """
+    from diffusers import (AutoencoderKLHunyuanVideo, AutoencoderKLWan, FlowMatchEulerDiscreteScheduler,
+                           HunyuanVideoPipeline, UniPCMultistepScheduler, WanPipeline)
+
+    with _init_on(device, dtype):
+        if family == "wan":
+            vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                                   temperal_downsample=[False, True, True]).eval()
+            sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
+            pipe = WanPipeline(tokenizer=None, text_encoder=None, transformer=transformer, vae=vae, scheduler=sched)
+        else:
+            from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+
+            from ..pipelines.tiny import _HUNYUAN_TEMPLATE_WORDS, TINY_WORDS, word_tokenizer
+
+            words = TINY_WORDS + _HUNYUAN_TEMPLATE_WORDS.split()
+            tok, tok2 = word_tokenizer(words, bos=True), word_tokenizer(words, model_max_length=77, bos=True)
+            heads = max(1, text_dim // 128)
+            # 2 layers: the pipeline reads hidden_states[-3] (it skips the last two layers).
+            llama = LlamaModel(LlamaConfig(vocab_size=len(tok), hidden_size=text_dim, intermediate_size=256,
+                                           num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=heads,
+                                           max_position_embeddings=1024, pad_token_id=0, bos_token_id=3,
+                                           eos_token_id=1)).eval()
+            clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok2), hidden_size=pooled_dim, intermediate_size=64,
+                                                num_hidden_layers=1, num_attention_heads=max(1, pooled_dim // 64),
+                                                projection_dim=pooled_dim, max_position_embeddings=77,
+                                                pad_token_id=0, bos_token_id=3, eos_token_id=1)).eval()
+            vae = AutoencoderKLHunyuanVideo(
+                latent_channels=16, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
+                up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
+                norm_num_groups=4, spatial_compression_ratio=8, temporal_compression_ratio=4).eval()
+            pipe = HunyuanVideoPipeline(text_encoder=llama, tokenizer=tok, transformer=transformer, vae=vae,
+                                        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=clip,
+                                        tokenizer_2=tok2)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def time_vae_decode(family: str, height: int, width: int, num_frames: int, device, dtype) -> dict:
+    """One decode of the full-size VAE (random weights, built from its config) at the output size."""
+    from diffusers import AutoencoderKLHunyuanVideo, AutoencoderKLWan
+
+    with _init_on(device, dtype):
+        vae = (AutoencoderKLWan() if family == "wan" else AutoencoderKLHunyuanVideo()).eval().requires_grad_(False)
+    lf = (num_frames - 1) // 4 + 1
+    z = torch.randn(1, 16, lf, height // 8, width // 8, device=device, dtype=dtype)
+    tiling = family != "wan"  # HunyuanVideo's decoder needs tiling at 720p (its pipeline docs enable it)
+    if tiling:
+        vae.enable_tiling()
+    timer = ForwardTimer(device)
+    with torch.no_grad():
+        vae.decode(z[:, :, :2, :32, :32])  # warm-up
+        t0 = timer.sync()
+        try:
+            vae.decode(z)
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            vae.enable_tiling()
+            tiling = True
+            t0 = timer.sync()
+            vae.decode(z)
+        sec = timer.sync() - t0
+    params = sum(p.numel() for p in vae.parameters())
+    del vae
+    return {"seconds": sec, "tiling": tiling, "dtype": str(dtype).replace("torch.", ""), "params": params,
+            "latent_shape": list(z.shape), "note": "one decode (random weights, full-size config) after a small warm-up"}
+
+
+# ---------------------------------------------------------------------------------------------- profiling
+def _kernel_kind(name: str) -> str:
+    low = name.lower()
+    if any(s in low for s in ("flash", "fmha", "attention", "attn", "sdpa")):
+        return "attention"
+    if any(s in low for s in ("gemm", "xmma", "cutlass", "nvjet", "cublas", "wgmma")):
+        return "gemm"
+    return "other (norms, elementwise, copies, conv)"
+
+
+def profile_forward(module, args, kwargs, top: int = 12) -> dict:
+    """``torch.profiler`` over one forward: the top GPU kernels and the GPU time per kernel kind."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        module(*args, **kwargs)
+        torch.cuda.synchronize()
+    rows = []
+    for e in prof.key_averages():
+        dev = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+        if dev > 0 and str(getattr(e, "device_type", "")).endswith("CUDA"):
+            rows.append((e.key, dev / 1e3, e.count))
+    total = sum(r[1] for r in rows) or 1.0
+    kinds: dict[str, float] = {}
+    for name, ms, _ in rows:
+        kinds[_kernel_kind(name)] = kinds.get(_kernel_kind(name), 0.0) + ms
+    rows.sort(key=lambda r: -r[1])
+    return {
+        "gpu_ms": total,
+        "by_kind": {k: {"ms": v, "share": v / total} for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+        "top_kernels": [{"name": n[:160], "ms": ms, "calls": c, "share": ms / total, "kind": _kernel_kind(n)}
+                        for n, ms, c in rows[:top]],
+    }
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def _steps_run(full: int, timed: int | None, passes: int) -> int:
+    if timed is None:
+        return full
+    # a stage of one forward per step runs two, so that a warm-up forward can be dropped
+    return min(full, max(timed, math.ceil(2 / passes)))
+
+
+def _env(cfg: SpeedConfig, peak) -> dict:
+    import os
+    import platform
+    import subprocess
+
+    import diffusers
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    commit = commit or os.environ.get("SURF_GIT_COMMIT", "")  # the device copy has no .git: the caller passes it
+    cuda = torch.device(cfg.device).type == "cuda"
+    return {
+        "gpu": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",
+        "torch": torch.__version__, "diffusers": diffusers.__version__, "cuda": torch.version.cuda,
+        "git_commit": commit or None, "bf16_matmul_peak_tflops": peak, "command": cfg.command,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _batched_cfg(adapter) -> None:
+    """Wan only: both CFG passes as one batch of 2 (same math; the 'go past the paper' row)."""
+    orig = adapter.predict
+
+    def predict(latents, t, cond, *, step_index, sigma, num_steps, attention_kwargs=None):
+        if not cond.do_cfg:
+            return orig(latents, t, cond, step_index=step_index, sigma=sigma, num_steps=num_steps,
+                        attention_kwargs=attention_kwargs)
+        x = torch.cat([latents, latents]).to(adapter.dtype)
+        enc = torch.cat([cond.tensors["encoder_hidden_states"], cond.negative["encoder_hidden_states"]])
+        v = adapter.transformer(hidden_states=x, timestep=adapter.timestep_input(t, 2 * latents.shape[0]),
+                                encoder_hidden_states=enc, attention_kwargs=attention_kwargs, return_dict=False)[0]
+        v_c, v_u = v.chunk(2)
+        return v_u + cond.guidance_scale * (v_c - v_u)
+
+    adapter.predict = predict
+
+
+def _forward_flops(family, model_cfg, shape, text_len) -> int:
+    b, _, lf, h, w = shape
+    p = model_cfg["patch_size"]
+    pt, ph, pw = (model_cfg["patch_size_t"], p, p) if family == "hunyuan" else p
+    grid = F.PatchGrid(lf // pt, h // ph, w // pw)
+    if family == "hunyuan":
+        return b * F.hunyuan_forward_flops(model_cfg, grid, text_len)["total"]
+    if family == "refiner":
+        return b * F.refiner_forward_flops(model_cfg, grid, text_len)["total"]
+    return b * F.wan_forward_flops(model_cfg, grid, text_len)["total"]
+
+
+def run_speed(cfg: SpeedConfig, log=print) -> dict:
+    """Baseline vs SURF for one base model at each target size. Returns the JSON-able result."""
+    family, tcfg, ref_name, ref_over = ARCHS[cfg.model]
+    if family == "refiner":
+        return run_refiner_speed(cfg, log)
+    rec = _RECIPES[family]
+    frames = cfg.num_frames or rec["frames"]
+    base, prev = cfg.base_size or rec["base"], cfg.preview_size or rec["preview"]
+    device, dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
+    torch.manual_seed(cfg.seed)
+    peak = measure_matmul_peak(device)
+    log(f"bf16 matmul peak: {peak} TFLOP/s")
+    t0 = time.perf_counter()
+    transformer = build_transformer(family, tcfg, device, dtype)
+    tc = dict(transformer.config)
+    text_dim = tc.get("text_dim") or tc.get("text_embed_dim")
+    pipe = build_pipeline(family, transformer, device, dtype, text_dim=text_dim,
+                          pooled_dim=tc.get("pooled_projection_dim", 768))
+    refiner = build_refiner(ref_name, device, dtype, **ref_over)
+    params = sum(p.numel() for p in transformer.parameters())
+    log(f"built {cfg.model} ({params / 1e9:.2f}B params) + {ref_name} in {time.perf_counter() - t0:.1f}s")
+    if cfg.attention_backend:
+        transformer.set_attention_backend(cfg.attention_backend)
+        refiner.set_attention_backend(cfg.attention_backend)
+    if cfg.compile:
+        transformer.compile_repeated_blocks(fullgraph=True)
+        refiner.compile_repeated_blocks()
+    from ..pipelines.surf_pipeline import SURFPipeline
+
+    surf = SURFPipeline.from_pipe(pipe, refiner=refiner, base_size=base)
+    surf.set_progress_bar_config(disable=True)
+    if cfg.batch_cfg and family == "wan":
+        _batched_cfg(surf.adapter)
+    timer = ForwardTimer(device)
+    timer.attach(transformer, "transformer")
+    timer.attach(refiner, "refiner")
+    if family == "wan":
+        tl = cfg.text_len or rec["text_len"]
+        text = dict(prompt_embeds=torch.randn(1, tl, text_dim, device=device, dtype=dtype),
+                    negative_prompt_embeds=torch.randn(1, tl, text_dim, device=device, dtype=dtype))
+    else:
+        text = dict(prompt=PROMPT)
+    g, passes = rec["guidance"], rec["passes"]
+    batch = 1
+    if cfg.batch_cfg and family == "wan":
+        passes, batch = 1, 2
+    common = dict(num_frames=frames, guidance_scale=g, output_type="latent")
+    # warm-up: one plain base-pipeline step at the preview size (kernels, cuBLAS/cuDNN handles, allocator)
+    timer.phase = "warmup"
+    pipe(**text, height=prev[0], width=prev[1], num_inference_steps=1, **{**common, "guidance_scale": 1.0})
+    result = {"model": cfg.model, "family": family, "params": params, "refiner": ref_name,
+              "refiner_params": sum(p.numel() for p in refiner.parameters()),
+              "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+              "env": _env(cfg, peak), "runs": []}
+    lf = (frames - 1) // 4 + 1
+    for target in cfg.targets:
+        th, tw = cfg.target_size or TARGETS[target]
+        log(f"--- {cfg.model} {target} ({th}x{tw}, {frames} frames)")
+        # Baseline: the diffusers pipeline's own loop (or SURF's single-stage loop for the batched-CFG row).
+        nb = _steps_run(cfg.steps, cfg.timed_steps, passes)
+        timer.phase = pb = f"baseline-{target}"
+        t0 = timer.sync()
+        if cfg.batch_cfg and family == "wan":
+            surf(**text, num_inference_steps=nb, stage_sizes=[(th, tw)], switch_step=[], **common)
+        else:
+            pipe(**text, height=th, width=tw, num_inference_steps=nb, **common)
+        wall_b = timer.sync() - t0
+        shape_t = (batch, 16, lf, th // 8, tw // 8)
+        tlen = _text_len(timer, shape_t)
+        flops_t = lambda shape: _forward_flops(family, tc, shape, tlen)  # noqa: E731
+        base_res = _stage(timer, pb, "transformer", shape_t, wall_b, nb, cfg.steps, passes, flops_t(shape_t), peak)
+        log(f"baseline: {base_res['seconds']:.1f}s ({base_res['note']})")
+        # SURF: preview stages at the base and preview sizes, then the refiner to the target size.
+        n1 = _steps_run(cfg.switch_step, cfg.timed_steps, passes)
+        n2 = _steps_run(cfg.surf_steps - cfg.switch_step, cfg.timed_steps, passes)
+        nr = _steps_run(cfg.refine_steps, cfg.timed_steps, 1)
+        timer.phase = ps = f"surf-{target}"
+        out = surf(**text, num_inference_steps=n1 + n2, switch_step=n1, base_height=base[0], base_width=base[1],
+                   preview_height=prev[0], preview_width=prev[1], height=th, width=tw, refine_steps=nr, **common)
+        sb, sp = (batch, 16, lf, base[0] // 8, base[1] // 8), (batch, 16, lf, prev[0] // 8, prev[1] // 8)
+        sr = (1, 16, lf, th // 8, tw // 8)
+        rc = dict(refiner.config)
+        stages = {
+            "stage1": _stage(timer, ps, "transformer", sb, out.timings["stage0"], n1, cfg.switch_step, passes,
+                             flops_t(sb), peak),
+            "stage2": _stage(timer, ps, "transformer", sp, out.timings["stage1"], n2, cfg.surf_steps - cfg.switch_step,
+                             passes, flops_t(sp), peak),
+            "refine": _stage(timer, ps, "refiner", sr, out.timings["refine"], nr, cfg.refine_steps, 1,
+                             _forward_flops("refiner", rc, sr, tlen), peak),
+        }
+        surf_s = sum(s["seconds"] for s in stages.values())
+        run = {"target": target, "height": th, "width": tw, "num_frames": frames, "base_size": list(base),
+               "preview_size": list(prev), "baseline": base_res, "surf": stages, "surf_seconds": surf_s,
+               "preview_seconds": stages["stage1"]["seconds"] + stages["stage2"]["seconds"],
+               "speedup": base_res["seconds"] / surf_s, "text_len": tlen,
+               "pipeline_timings": {"surf_call": out.timings, "baseline_call_wall": wall_b}}
+        log(f"SURF: {surf_s:.1f}s -> speed-up {run['speedup']:.2f}x  " +
+            ", ".join(f"{k} {v['seconds']:.1f}s" for k, v in stages.items()))
+        if cfg.vae_decode:
+            run["vae_decode"] = time_vae_decode(family, th, tw, frames, device, dtype)
+            d = run["vae_decode"]["seconds"]
+            run["speedup_with_decode"] = (base_res["seconds"] + d) / (surf_s + d)
+            log(f"VAE decode: {d:.1f}s")
+        if cfg.profile:
+            run["profiles"] = _profile_slow_stages(timer, [base_res, *stages.values()],
+                                                   {"transformer": transformer, "refiner": refiner}, log)
+        result["runs"].append(run)
+        torch.cuda.empty_cache() if device.type == "cuda" else None
+    timer.detach()
+    return result
+
+
+def _text_len(timer: ForwardTimer, shape) -> int:
+    args, kwargs = timer.inputs[("transformer", tuple(shape))]
+    return int(kwargs["encoder_hidden_states"].shape[1])
+
+
+def _profile_slow_stages(timer, stage_results, modules, log, threshold: float = 0.6, max_sec: float = 20.0) -> list:
+    """Profiles one forward of the cheapest stage under ``threshold`` of the peak, per module."""
+    out = []
+    for name, module in modules.items():
+        cands = [s for s in stage_results if s["fraction_of_peak"] is not None and s["fraction_of_peak"] < threshold
+                 and s["sec_per_forward"] < max_sec and (name, tuple(s["latent_shape"])) in timer.inputs]
+        cands = [s for s in cands if s["module"] == name]
+        if not cands:
+            continue
+        s = min(cands, key=lambda s: s["sec_per_forward"])
+        args, kwargs = timer.inputs[(name, tuple(s["latent_shape"]))]
+        timer.phase = "profile"
+        prof = profile_forward(module, args, kwargs)
+        prof.update(module=name, latent_shape=s["latent_shape"], fraction_of_peak=s["fraction_of_peak"])
+        log(f"profile {name} {s['latent_shape']}: " + ", ".join(f"{k} {v['share']:.0%}" for k, v in prof["by_kind"].items()))
+        out.append(prof)
+    return out
+
+
+def run_refiner_speed(cfg: SpeedConfig, log=print) -> dict:
+    """Refiner step time at each target size, for each temporal window (None = full attention)."""
+    _, _, ref_name, ref_over = ARCHS[cfg.model]
+    device, dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
+    rec = _RECIPES["wan"]
+    frames = cfg.num_frames or rec["frames"]
+    prev = cfg.preview_size or rec["preview"]
+    torch.manual_seed(cfg.seed)
+    peak = measure_matmul_peak(device)
+    refiner = build_refiner(ref_name, device, dtype, **ref_over)
+    rc = dict(refiner.config)
+    host = build_transformer("wan", dict(WAN_TINY, text_dim=rc["text_dim"]), device, dtype)  # never called
+    pipe = build_pipeline("wan", host, device, dtype)
+    if cfg.attention_backend:
+        refiner.set_attention_backend(cfg.attention_backend)
+    if cfg.compile:
+        refiner.compile_repeated_blocks()
+    from ..pipelines.surf_pipeline import SURFPipeline
+
+    surf = SURFPipeline.from_pipe(pipe, refiner=refiner)
+    surf.set_progress_bar_config(disable=True)
+    timer = ForwardTimer(device)
+    timer.attach(refiner, "refiner")
+    lf = (frames - 1) // 4 + 1
+    tl = cfg.text_len or rec["text_len"]
+    pe = torch.randn(1, tl, rc["text_dim"], device=device, dtype=dtype)
+    preview = torch.randn(1, 16, lf, prev[0] // 8, prev[1] // 8, device=device)
+    result = {"model": cfg.model, "family": "refiner", "refiner": ref_name,
+              "refiner_params": sum(p.numel() for p in refiner.parameters()),
+              "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+              "env": _env(cfg, peak), "runs": []}
+    nr = _steps_run(cfg.refine_steps, cfg.timed_steps, 1)
+    for target in cfg.targets:
+        th, tw = cfg.target_size or TARGETS[target]
+        sr = (1, 16, lf, th // 8, tw // 8)
+        rows = []
+        for win in cfg.windows:
+            refiner.register_to_config(temporal_window_size=win)
+            timer.phase = ph = f"{target}-w{win}"
+            t0 = timer.sync()
+            surf.refine(preview, height=th, width=tw, refine_steps=nr, prompt_embeds=pe, output_type="latent")
+            wall = timer.sync() - t0
+            st = _stage(timer, ph, "refiner", sr, wall, nr, cfg.refine_steps, 1,
+                        _forward_flops("refiner", dict(refiner.config), sr, tl), peak)
+            st["temporal_window_size"] = win
+            rows.append(st)
+            log(f"refiner {target} window {win}: {st['sec_per_forward']:.3f} s/step "
+                f"({st['tflops_per_s']:.0f} TFLOP/s) [{st['note']}]")
+        full = next((r for r in rows if r["temporal_window_size"] is None), None)
+        for r in rows:
+            r["speedup_over_full_attention"] = full["sec_per_forward"] / r["sec_per_forward"] if full else None
+        run = {"target": target, "height": th, "width": tw, "num_frames": frames, "windows": rows}
+        if cfg.profile:
+            run["profiles"] = _profile_slow_stages(timer, rows[:1], {"refiner": refiner}, log)
+        result["runs"].append(run)
+    refiner.register_to_config(temporal_window_size=rc["temporal_window_size"])
+    timer.detach()
+    return result
