@@ -164,6 +164,11 @@ def test_evaluator_rejects_wrong_captions():
     check([obj, replace(other, shape="circle")], "shape")
     check([obj], "count")
     check([obj, other, WorldObject("white", "star", "small", "still", 0.5, 0.5)], "count")
+    # perturbed captions stay valid (1-3 objects) for any scene, and differ from the truth
+    for seed in range(60):
+        sc = sample_scene(seed)
+        cap, attr = perturb_caption(sc, np.random.default_rng(seed))
+        assert cap != sc.caption and 1 <= len(parse_caption(cap)["objects"]) <= 3
     # perturbed captions change exactly the attribute they name
     rng = np.random.default_rng(0)
     for _ in range(10):
@@ -181,3 +186,15 @@ def test_cli_sample_writes_clips_and_captions(tmp_path):
     clip = read_video(tmp_path / lines[0]["file"])
     assert clip.shape == (9, 64, 64, 3)
     assert evaluate_video(clip, lines[0]["caption"])["color"]
+
+
+def test_evaluator_handles_empty_and_float_videos():
+    scene = sample_scene(11)
+    empty = np.zeros((5, 64, 64, 3), np.uint8)
+    rep = evaluate_video(empty, scene.caption)
+    assert not rep["count"] and not rep["color"] and not rep["all_correct"]
+    assert np.isnan(rep["centroids"]).all() and not rep["masks"].any()
+    video, _ = render_scene(scene, 64)
+    assert evaluate_video(video.astype(np.float32) / 255.0, scene.caption)["all_correct"]
+    with pytest.raises(ValueError, match="video"):
+        evaluate_video(video[0], scene.caption)

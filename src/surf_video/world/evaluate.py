@@ -335,7 +335,7 @@ def evaluate_video(video: np.ndarray, caption: str) -> dict:
     """Check a world video against its caption from pixels only.
 
     Args:
-        video: uint8 [T, H, W, 3] (float 0-255 also accepted).
+        video: uint8 [T, H, W, 3]; float frames are read as [0, 1] when none exceeds 1, else 0-255.
         caption: a caption in the world's grammar (see ``parse_caption``; background optional).
 
     Returns:
@@ -351,6 +351,11 @@ def evaluate_video(video: np.ndarray, caption: str) -> dict:
     video = np.asarray(video)
     if video.ndim != 4 or video.shape[-1] != 3:
         raise ValueError(f"video must be [T, H, W, 3], got shape {video.shape}")
+    if video.dtype != np.uint8:
+        video = video.astype(np.float32)
+        if video.size and video.max() <= 1.0:  # float frames in [0, 1], as diffusers returns them
+            video = video * 255.0
+        video = np.clip(np.round(video), 0, 255).astype(np.uint8)
     t_count, h, w, _ = video.shape
     side = min(h, w)
     min_area = MIN_AREA * h * w

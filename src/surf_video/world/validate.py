@@ -52,7 +52,7 @@ def perturb_caption(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
     elif kind == "motion":
         allowed = [m for m in MOTIONS if m != o.motion and (m != "spinning" or o.shape in SPIN_SHAPES)]
         objs[k] = replace(o, motion=str(rng.choice(allowed)))
-    elif len(objs) > 1 and rng.random() < 0.5:
+    elif len(objs) == 3 or (len(objs) > 1 and rng.random() < 0.5):  # scenes hold 1-3 objects
         objs.pop(k)
     else:
         unused = [c for c in COLORS if c not in {p.color for p in objs}]
