@@ -35,6 +35,14 @@ from diffusers.models.transformers.transformer_wan import (
     _get_qkv_projections,
 )
 
+try:  # diffusers >= 0.36 scales LoRA layers from attention_kwargs["scale"]
+    from diffusers.utils import apply_lora_scale
+except ImportError:  # pragma: no cover
+
+    def apply_lora_scale(_name):
+        return lambda fn: fn
+
+
 from ..core.window import (
     WindowLayout,
     boundary_window_mask,
@@ -144,6 +152,13 @@ def windowed_attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, plan: WindowPlan, backend=None
 ) -> torch.Tensor:
     """Temporal-window attention on RoPE'd ``[B, N, heads, head_dim]`` tensors (frame-major tokens).
+
+    Args:
+        query: ``[B, N, heads, head_dim]`` with ``N = F' * tokens_per_frame``, RoPE already applied.
+        key: Same shape.
+        value: Same shape.
+        plan: The block's :class:`WindowPlan`.
+        backend: diffusers attention backend (``None`` = the active one).
 
     Returns:
         ``[B, N, heads, head_dim]``.
@@ -317,6 +332,7 @@ class RefinerTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atten
         return plans
 
     # ----------------------------------------------------------------------------------- forward
+    @apply_lora_scale("attention_kwargs")
     def forward(
         self,
         hidden_states: torch.Tensor,
