@@ -190,17 +190,19 @@ def build_app(model: DemoModel, store: PreviewStore | None = None, max_previews:
                          height=360)
         download = gr.DownloadButton("Download the refined video", interactive=False, elem_id="download")
 
-        dice.click(lambda: random.randrange(2**31), outputs=seed, queue=False)
+        dice.click(lambda: random.randrange(2**31), outputs=seed, queue=False, api_name="random_seed")
         ev_preview = preview_btn.click(
             on_preview, [state, prompt, negative, seed, num, switch, renoise],
-            [state, preview_status, pick, refine_btn] + videos, concurrency_id="model",
+            [state, preview_status, pick, refine_btn] + videos, api_name="preview", concurrency_id="model",
             concurrency_limit=CONCURRENCY_LIMIT,
         )
         ev_refine = refine_btn.click(
-            on_refine, [state, pick, size, refine_steps], [final, download, refine_status], concurrency_id="model",
+            on_refine, [state, pick, size, refine_steps], [final, download, refine_status], api_name="refine",
+            concurrency_id="model",
             concurrency_limit=CONCURRENCY_LIMIT,
         )
-        cancel_btn.click(on_cancel, None, None, cancels=[ev_preview, ev_refine], queue=False)
+        cancel_btn.click(on_cancel, None, None, cancels=[ev_preview, ev_refine], queue=False,
+                         api_name="cancel")
     demo.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=32)
     demo.surf_store = store  # for tests and the CLI: where the session folders are
     return demo

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "MAX_PREVIEWS",
     "RENOISE_CHOICES",
+    "VIDEO_CRF",
     "DemoModel",
     "PreviewRecord",
     "PreviewBatch",
@@ -52,6 +53,8 @@ __all__ = [
 #: hard cap of previews per click: they are made in one batch, so memory and time grow with it
 MAX_PREVIEWS = 4
 RENOISE_CHOICES = ("flow", "paper", "snr")
+#: H.264 quality of the written videos (lower is better; the default 23 visibly blurs small videos)
+VIDEO_CRF = 12
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _PREVIEW_RE = re.compile(r"^[0-9a-f]{8}-[0-9]+$")
 ProgressFn = Callable[[int, int, str], None]
@@ -323,7 +326,7 @@ def make_previews(model: DemoModel, store: PreviewStore, session: str, prompt: s
         records = []
         for i in range(n):
             pid = f"{batch}-{i}"
-            video = write_video(folder / f"{pid}.mp4", to_uint8(result.frames[i]), fps=model.fps)
+            video = write_video(folder / f"{pid}.mp4", to_uint8(result.frames[i]), fps=model.fps, crf=VIDEO_CRF)
             meta = {"prompt": prompt, "seed": seed + i, "index": i, "switch_steps": result.switch_steps,
                     "base": model.base}
             lat = save_preview(folder / f"{pid}.safetensors", result.preview_latents[i : i + 1], meta)
@@ -372,7 +375,7 @@ def refine_preview(model: DemoModel, store: PreviewStore, session: str, preview_
             handle.remove()
         out = store.session_dir(session) / f"{preview_id}_refined_{h}x{w}_{uuid.uuid4().hex[:6]}.mp4"
         video = to_uint8(frames[0])
-        write_video(out, video, fps=model.fps)
+        write_video(out, video, fps=model.fps, crf=VIDEO_CRF)
         t3 = time.perf_counter()
         timings = {"refine": t1 - t0, "decode": t2 - t1, "write": t3 - t2, "total": t3 - t0,
                    "process_cpu": time.process_time() - c0}

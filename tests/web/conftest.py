@@ -1,0 +1,30 @@
+"""Fixtures of the web demo's tests: one tiny-wan model and one running app per test session."""
+
+import socket
+
+import pytest
+
+from surf_video.web.jobs import DemoModel, PreviewStore
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """SURF on the tiny random Wan pipeline with its refiner: 16x16 previews, 32/48/64 targets, 5 frames."""
+    return DemoModel.load("tiny-wan", fps=8)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_model, tmp_path_factory):
+    """The Gradio app served on 127.0.0.1 at a free port: ``(url, demo)``."""
+    from surf_video.web.app import build_app, launch
+
+    demo = build_app(tiny_model, PreviewStore(tmp_path_factory.mktemp("web-store")))
+    _, url, _ = launch(demo, host="127.0.0.1", port=free_port(), block=False, quiet=True)
+    yield url, demo
+    demo.close()
