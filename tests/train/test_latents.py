@@ -56,3 +56,26 @@ def test_cache_resumes_after_interruption(tmp_path):
     for i in range(5):
         j = [it["key"] for it in items].index(f"{i}_0")
         torch.testing.assert_close(cached[(j, 0, 0)]["z_hr"], ds[(i, 0, i)]["hr"])
+
+
+def test_wan_vae_encoder_round_trip_and_cache(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    from surf_video.train.config import EncoderConfig
+    from surf_video.train.latents import build_encoder
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True])
+    vae.save_pretrained(tmp_path / "pipe" / "vae")
+    enc = build_encoder(EncoderConfig(type="wan", path=str(tmp_path / "pipe")))
+    x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    z = enc.encode(x)
+    assert z.shape == (1, 16, 2, 2, 2)  # 4x temporal (1 + 4k frames), 8x spatial
+    raw = vae.encode(x).latent_dist.mode()
+    torch.testing.assert_close(z * enc.std + enc.mean, raw, rtol=1e-4, atol=1e-5)  # normalised like WanPipeline
+    assert enc.decode(z).shape == (1, 3, 5, 16, 16)
+    ds = ProceduralDataset(synthetic_sample, num_samples=2, num_frames=5, size=(16, 16))
+    cache_latents(ds, enc, tmp_path / "c")
+    cached = CachedLatentDataset(tmp_path / "c")
+    assert cached[(1, 0, 0)]["z_lr"].shape == (16, 2, 2, 2)

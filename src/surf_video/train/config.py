@@ -247,6 +247,7 @@ class TrainConfig:
     seed: int = 0
     batch_size: int = 1
     mixed_precision: str = "no"
+    cpu_threads: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -278,6 +279,8 @@ class TrainConfig:
             raise ValueError(f"batch_size (per process) must be >= 1, got {self.batch_size}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(f"cpu_threads must be >= 1 or null, got {self.cpu_threads}")
         if not self.phases:
             raise ValueError("phases must list at least one phase")
 

@@ -49,8 +49,8 @@ class WanVAEEncoder:
     def __init__(self, path: str, subfolder: str | None = None, device="cpu", dtype=torch.float32):
         from diffusers import AutoencoderKLWan
 
-        if subfolder is None and (Path(path) / "vae").is_dir():
-            subfolder = "vae"
+        if subfolder is None and ((Path(path) / "vae").is_dir() or not Path(path).is_dir()):
+            subfolder = "vae"  # a pipeline folder, or a hub id in the diffusers layout
         self.vae = AutoencoderKLWan.from_pretrained(path, subfolder=subfolder, torch_dtype=dtype).to(device).eval()
         c = self.vae.config
         self.latent_channels = c.z_dim

@@ -76,7 +76,8 @@ class T5TextEncoder:
 def _has(path: str, sub: str) -> bool:
     from pathlib import Path
 
-    return (Path(path) / sub).is_dir()
+    p = Path(path)
+    return (p / sub).is_dir() or not p.is_dir()  # a hub id is assumed to use the diffusers layout
 
 
 def build_text_encoder(cfg: TextConfig, text_dim: int | None = None):

@@ -181,6 +181,9 @@ class Trainer:
         cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
         self.acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu,
                                               gradient_accumulation_steps=cfg.optim.gradient_accumulation_steps)
+        if cfg.cpu_threads is not None and self.acc.device.type == "cpu":
+            # tiny models on shared CPUs: intra-op threads cost more than they give
+            torch.set_num_threads(cfg.cpu_threads)
         self.out = Path(cfg.output_dir)
         self.ckpt_dir = self.out / "checkpoints"
         self.on_step_end = on_step_end
@@ -227,7 +230,7 @@ class Trainer:
         lrs, ts = [], []
         for b, sid in enumerate(sample_ids.tolist()):
             g = torch.Generator().manual_seed(derive_seed(self.cfg.seed, sid, 11))
-            lrs.append(degrade_latents(z_lr[b].cpu(), z_hr[b].cpu(), self.cfg.degrade, g))
+            lrs.append(degrade_latents(z_lr[b], z_hr[b], self.cfg.degrade, g))
             ts.append(sample_timesteps(1, self.cfg.timestep, g))
         return torch.stack(lrs).to(z_lr), torch.cat(ts).to(z_lr.device)
 
