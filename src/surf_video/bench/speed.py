@@ -569,7 +569,7 @@ def run_refiner_speed(cfg: SpeedConfig, log=print) -> dict:
     for target in cfg.targets:
         th, tw = cfg.target_size or TARGETS[target]
         sr = (1, 16, lf, th // 8, tw // 8)
-        rows = []
+        rows, profiles = [], []
         for win in cfg.windows:
             refiner.register_to_config(temporal_window_size=win)
             timer.phase = ph = f"{target}-w{win}"
@@ -582,12 +582,14 @@ def run_refiner_speed(cfg: SpeedConfig, log=print) -> dict:
             rows.append(st)
             log(f"refiner {target} window {win}: {st['sec_per_forward']:.3f} s/step "
                 f"({st['tflops_per_s']:.0f} TFLOP/s) [{st['note']}]")
+            if cfg.profile and len(rows) == 1:  # profile the first window now, while the refiner uses it
+                profiles = _profile_slow_stages(timer, rows, {"refiner": refiner}, log)
         full = next((r for r in rows if r["temporal_window_size"] is None), None)
         for r in rows:
             r["speedup_over_full_attention"] = full["sec_per_forward"] / r["sec_per_forward"] if full else None
         run = {"target": target, "height": th, "width": tw, "num_frames": frames, "windows": rows}
         if cfg.profile:
-            run["profiles"] = _profile_slow_stages(timer, rows[:1], {"refiner": refiner}, log)
+            run["profiles"] = profiles
         result["runs"].append(run)
     refiner.register_to_config(temporal_window_size=rc["temporal_window_size"])
     timer.detach()
