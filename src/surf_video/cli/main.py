@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "world",
     "web",
     "bench",
+    "eval",
 ]
 
 

@@ -1,0 +1,547 @@
+"""Signature-retention benchmark: does a fast sampler keep the base model's layout, semantics and motion?
+
+For every (prompt, seed) the benchmark makes a *reference* (the base model at its optimal size R with all N
+steps) and runs the *methods* from the same initial noise:
+
+- SURF: k of N steps at R, then the rest at the preview size, for every ``k`` in ``k_values`` and every
+  re-noise form in ``forms`` (``'flow'``, ``'paper'``, ``'snr'``), and ``switch_step='auto'`` per form;
+  ``k = 0`` is direct low-resolution inference and ``k = N`` is the reference itself (both shared by the
+  forms: no switch happens, so the form does not matter);
+- fewer steps at R (``fewer_steps``, e.g. 12 and 20 of 40: 30 % and 50 %);
+- a high-low-high schedule in the style of Bottleneck Sampling (:func:`run_high_low_high`).
+
+Noise: one base-size latent per (prompt, seed), drawn from ``torch.Generator().manual_seed(item_seed)``,
+goes to every method that starts at R. Direct low-resolution inference needs noise at the preview size: it
+is drawn from the same item seed at that size (so it is *not* a resize of the base noise). The fresh noise
+of a switch comes from a generator with the same item seed too, so 'flow' and 'paper' re-noise with the same
+draw.
+
+Scoring (:mod:`surf_video.bench.metrics`) happens at the preview size P: previews are decoded at P, videos
+at R are decoded at R and area-downsized to P; the reference is scored likewise. Layout: object-mask IoU
+per frame (per caption object, from the world evaluator), foreground IoU, SSIM. Semantics: agreement of
+the evaluator's per-object attributes with the reference's, and adherence to the prompt. Motion: centroid
+track error in pixels at P and direction agreement. Cost: transformer forward passes per video (CFG
+counted), analytic FLOPs (:func:`transformer_flops`) and measured denoising seconds per video.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..core.reshift import estimate_x0, renoise, resize_latent
+from ..core.schedule import restage_sigmas
+from . import metrics as M
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SignatureConfig",
+    "Method",
+    "build_methods",
+    "make_prompts",
+    "load_prompts",
+    "transformer_flops",
+    "run_high_low_high",
+    "run_signature",
+    "summarize",
+    "QUICK_OVERRIDES",
+]
+
+#: settings of ``--quick`` (CI-sized runs): 4 prompts, one seed, the SURF default and the sweep's ends
+QUICK_OVERRIDES = {"num_prompts": 4, "seeds": (0,)}
+
+
+@dataclass
+class SignatureConfig:
+    """What the benchmark runs. Sizes are square pixel sizes.
+
+    Attributes:
+        num_steps: N, steps of the reference (and of every SURF run).
+        surf_k: the SURF default switch step (k of N).
+        k_values: the switch-step sweep (0 = direct low-resolution inference, N = the reference).
+        forms: re-noise forms of the sweep.
+        auto: also run ``switch_step='auto'`` for every form (one video at a time, since the pipeline
+            decides the switch for a whole batch).
+        auto_tol, min_switch_step, max_switch_step: ``'auto'``'s arguments (pipeline defaults).
+        fewer_steps: step counts of the "fewer steps at R" baselines.
+        hlh: ``(k1, k2)`` of the high-low-high schedule: steps ``[0, k1)`` at R, ``[k1, k2)`` at P,
+            ``[k2, N)`` at R again (``None`` skips it).
+        base_size, preview_size: R and P in pixels.
+        num_frames: frames per clip.
+        guidance_scale, max_sequence_length: the base model's sampling settings.
+        resize_mode: latent downscale of the switch.
+        batch_size: videos per pipeline call.
+        seeds: seeds per prompt.
+        num_prompts: use the first this many prompts (``None``: all).
+    """
+
+    num_steps: int = 40
+    surf_k: int = 10
+    k_values: tuple[int, ...] = (0, 5, 10, 20, 30, 40)
+    forms: tuple[str, ...] = ("flow", "paper", "snr")
+    auto: bool = True
+    auto_tol: float = 0.05
+    min_switch_step: int = 2
+    max_switch_step: int | None = None
+    fewer_steps: tuple[int, ...] = (12, 20)
+    hlh: tuple[int, int] | None = (4, 34)
+    base_size: int = 128
+    preview_size: int = 64
+    num_frames: int = 17
+    guidance_scale: float = 5.0
+    max_sequence_length: int = 40
+    resize_mode: str = "area"
+    batch_size: int = 8
+    seeds: tuple[int, ...] = (0,)
+    num_prompts: int | None = None
+
+    def check(self) -> None:
+        n = self.num_steps
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"num_steps must be an integer >= 1, got {n!r}")
+        if any(not 0 <= k <= n for k in self.k_values) or not 0 <= self.surf_k <= n:
+            raise ValueError(f"k_values and surf_k must lie in [0, num_steps={n}], got {self.k_values}, {self.surf_k}")
+        if any(not 1 <= s <= n for s in self.fewer_steps):
+            raise ValueError(f"fewer_steps must lie in [1, num_steps={n}], got {self.fewer_steps}")
+        if self.hlh is not None and not 0 < self.hlh[0] <= self.hlh[1] < n:
+            raise ValueError(f"hlh=(k1, k2) needs 0 < k1 <= k2 < num_steps={n}, got {self.hlh}")
+        if self.preview_size > self.base_size:
+            raise ValueError(f"preview_size ({self.preview_size}) must not exceed base_size ({self.base_size})")
+        bad = [f for f in self.forms if f not in ("flow", "paper", "snr")]
+        if bad:
+            raise ValueError(f"forms must be among 'flow', 'paper', 'snr', got {bad}")
+        if self.batch_size < 1 or not self.seeds:
+            raise ValueError("batch_size must be >= 1 and seeds non-empty")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One sampler configuration of the benchmark.
+
+    Attributes:
+        name: unique id, e.g. ``'surf_snr_k10'``.
+        kind: ``'steps'`` (plain sampling at R with ``steps`` steps), ``'surf'`` (switch at ``k`` or
+            ``'auto'``), ``'direct'`` (all N steps at P) or ``'hlh'``.
+        form: re-noise form for ``'surf'``.
+        k: switch step for ``'surf'``.
+        steps: step count for ``'steps'``.
+        at_preview: whether its output is at the preview size.
+    """
+
+    name: str
+    kind: str
+    form: str | None = None
+    k: int | str | None = None
+    steps: int | None = None
+    at_preview: bool = True
+
+
+def build_methods(cfg: SignatureConfig) -> list[Method]:
+    """The methods of a config, the reference first."""
+    n = cfg.num_steps
+    methods = [Method("reference", "steps", steps=n, at_preview=False)]
+    if 0 in cfg.k_values or cfg.surf_k == 0:
+        methods.append(Method("direct_lowres", "direct"))
+    ks = sorted({k for k in cfg.k_values if 0 < k < n} | ({cfg.surf_k} if 0 < cfg.surf_k < n else set()))
+    for form in cfg.forms:
+        methods += [Method(f"surf_{form}_k{k}", "surf", form=form, k=k) for k in ks]
+        if cfg.auto:
+            methods.append(Method(f"surf_{form}_auto", "surf", form=form, k="auto"))
+    methods += [Method(f"steps{s}", "steps", steps=s, at_preview=False) for s in cfg.fewer_steps if s != n]
+    if cfg.hlh is not None:
+        methods.append(Method(f"hlh_{cfg.hlh[0]}_{cfg.hlh[1]}", "hlh", at_preview=False))
+    return methods
+
+
+def make_prompts(n: int, seed_base: int = 20_000_000, max_objects: int = 3) -> list[str]:
+    """``n`` captions of world scenes ``seed_base + i`` (above the training and evaluation seed ranges)."""
+    from ..world import sample_scene
+
+    return [sample_scene(np.random.default_rng(seed_base + i), max_objects=max_objects).caption for i in range(n)]
+
+
+def load_prompts(path: str | Path) -> list[str]:
+    """One caption per line; blank lines and lines starting with ``#`` are skipped. Each must parse."""
+    from ..world import parse_caption
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"prompts: no file {p}")
+    prompts = [ln.strip() for ln in p.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not prompts:
+        raise ValueError(f"prompts: {p} holds no caption")
+    for c in prompts:
+        parse_caption(c)  # raises ValueError naming the bad caption
+    return prompts
+
+
+def transformer_flops(config, num_tokens: int, text_len: int, attention_products: bool = True) -> float:
+    """Analytic FLOPs (2 x multiply-adds) of one ``WanTransformer3DModel`` forward pass, batch 1.
+
+    Counts the matrix products: patch embedding, per block self-attention (q, k, v, o projections and
+    the ``L x L`` score and value products), cross-attention to ``text_len`` text tokens, the feed-forward
+    network, the text embedder and the output projection. Norms, modulation and RoPE are left out
+    (under 1 % at these sizes).
+
+    Args:
+        config: the transformer's config (``num_attention_heads``, ``attention_head_dim``, ``ffn_dim``,
+            ``num_layers``, ``in_channels``, ``out_channels``, ``patch_size``, ``text_dim``).
+        num_tokens: L, latent tokens after patching.
+        text_len: S, text tokens (WanPipeline pads to ``max_sequence_length``).
+        attention_products: count the ``Q K^T`` and ``A V`` products (off: only the weight products, which
+            is what ``torch.utils.flop_counter`` sees when attention runs through a fused kernel it skips).
+    """
+    d = config.num_attention_heads * config.attention_head_dim
+    pt, ph, pw = config.patch_size
+    patch = pt * ph * pw
+    L, S = num_tokens, text_len
+    block = 4 * L * d * d + 2 * L * d * d + 2 * S * d * d + 2 * L * d * config.ffn_dim
+    if attention_products:
+        block += 2 * L * L * d + 2 * L * S * d
+    macs = config.num_layers * block
+    macs += L * config.in_channels * patch * d + L * d * config.out_channels * patch
+    macs += S * (config.text_dim * d + d * d)
+    return 2.0 * macs
+
+
+# ---- sampling --------------------------------------------------------------------------------------------
+def _scheduler(base_scheduler, num_steps: int, device, sigmas: torch.Tensor | None = None):
+    """A fresh flow-matching scheduler (empty solver history), optionally on a resumed stage's sigmas.
+
+    Same construction as SURFPipeline uses for Wan bases (its ``_fresh_scheduler``), kept here so the
+    benchmark's own loop does not depend on a private method.
+    """
+    sched = type(base_scheduler).from_config(base_scheduler.config)
+    sched.set_timesteps(num_steps, device=device)
+    if sigmas is not None:
+        ts_dtype = sched.timesteps.dtype
+        sched.sigmas = sigmas.to(sched.sigmas.device, sched.sigmas.dtype)
+        sched.timesteps = (sigmas[:-1] * sched.config.num_train_timesteps).to(sched.timesteps.device, ts_dtype)
+        sched.num_inference_steps = len(sched.timesteps)
+    sched.set_begin_index(0)
+    return sched
+
+
+@torch.no_grad()
+def run_high_low_high(surf, prompts: list[str], latents: torch.Tensor, generator, *, num_steps: int, k1: int, k2: int,
+                      preview_size: int, guidance_scale: float, max_sequence_length: int,
+                      resize_mode: str = "area") -> tuple[torch.Tensor, dict]:
+    """High-low-high sampling in the style of Bottleneck Sampling (Tian et al., 2025), Wan bases only.
+
+    Steps ``[0, k1)`` run at the latents' size R, ``[k1, k2)`` at the preview size and ``[k2, N)`` at R
+    again, all on the one N-step schedule. At each size change the last evaluation's clean estimate is
+    resized (``resize_mode`` down, bilinear up) and re-noised in the flow form with fresh noise at the
+    next step's sigma; the solver restarts. SURFPipeline cannot do this (its stages never grow), hence this
+    small loop over the pipeline's adapter. With ``k2 = N`` it is exactly SURF with ``renoise='flow'`` and
+    ``switch_step=k1`` (tested).
+
+    Args:
+        surf: a ``SURFPipeline`` around a ``WanPipeline``.
+        prompts: B captions.
+        latents: initial noise ``[B, C, F, h, w]`` at R.
+        generator: generator(s) of the fresh noise (a list of B, or one).
+        num_steps: N.
+        k1, k2: the switch steps, ``0 < k1 <= k2 <= N``.
+        preview_size: the middle stage's size in pixels (square).
+
+    Returns:
+        ``(final latents (at R unless k2 = N), info)`` with ``info['evals']`` (forward passes, CFG counted) per stage size
+        (``{'base': ..., 'preview': ...}``) and ``info['seconds']``.
+    """
+    a = surf.adapter
+    if a.name != "wan":
+        raise ValueError("run_high_low_high: only Wan bases are supported")
+    if not 0 < k1 <= k2 <= num_steps:
+        raise ValueError(f"run_high_low_high: need 0 < k1 <= k2 <= num_steps, got k1={k1}, k2={k2}, N={num_steps}")
+    t0 = time.perf_counter()
+    cond = a.encode(prompts, None, guidance_scale, 1, max_sequence_length)
+    per_eval = 2 if cond.do_cfg else 1
+    base_lat = tuple(latents.shape[-2:])
+    low_lat = (preview_size // a.spatial_factor, preview_size // a.spatial_factor)
+    sched = _scheduler(surf.base.scheduler, num_steps, a.device)
+    base_sigmas = sched.sigmas.clone()
+    stages = [(base_lat, 0, k1), (low_lat, k1, k2), (base_lat, k2, num_steps)]
+    stages = [s for s in stages if s[2] > s[1]]
+    z = latents.to(a.device, torch.float32)
+    evals = {"base": 0, "preview": 0}
+    step, last = 0, None
+    for si, (size, start, end) in enumerate(stages):
+        if si > 0:  # size change: re-noise the resized clean estimate at this stage's first sigma
+            mode = resize_mode if size[0] < last[0].shape[-2] else "bilinear"
+            x0 = resize_latent(estimate_x0(*last), size, mode)
+            sigmas = restage_sigmas(base_sigmas, start, end)
+            z = renoise(x0, float(sigmas[0]), _randn(x0, generator), "flow")
+            sched = _scheduler(surf.base.scheduler, num_steps, a.device, sigmas)
+            a.reset_cache()
+        for i, t in enumerate(sched.timesteps[: end - start]):
+            sigma = float(sched.sigmas[i])
+            v = a.predict(z, t, cond, step_index=step, sigma=sigma, num_steps=num_steps)
+            last = (z, sigma, v)
+            z = sched.step(v, t, z, return_dict=False)[0]
+            step += 1
+        evals["base" if size == base_lat else "preview"] += (end - start) * per_eval
+    if a.device.type == "cuda":
+        torch.cuda.synchronize()
+    return z, {"evals": evals, "seconds": time.perf_counter() - t0}
+
+
+def _randn(x: torch.Tensor, generator) -> torch.Tensor:
+    from diffusers.utils.torch_utils import randn_tensor
+
+    return randn_tensor(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def _item_seed(seed: int, prompt_index: int) -> int:
+    return int(seed) * 1_000_003 + int(prompt_index)
+
+
+def _noise(item_seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
+    """``[B, *shape]`` standard normal noise, item ``i`` drawn from ``Generator().manual_seed(item_seeds[i])``."""
+    return torch.cat([torch.randn((1, *shape), generator=torch.Generator().manual_seed(s)) for s in item_seeds])
+
+
+def _generators(item_seeds: list[int]) -> list[torch.Generator]:
+    # Seeded apart from the initial noise (offset) so the switch's fresh noise is a new draw.
+    return [torch.Generator().manual_seed(s + 7_777_777) for s in item_seeds]
+
+
+def _run_method(surf, m: Method, cfg: SignatureConfig, prompts: list[str], item_seeds: list[int]) -> dict:
+    """Runs one method on a batch; returns final latents and per-video cost (forwards, FLOPs, seconds)."""
+    a = surf.adapter
+    sf = a.spatial_factor
+    R, P, N = cfg.base_size, cfg.preview_size, cfg.num_steps
+    c, f = a.latent_channels, (cfg.num_frames - 1) // a.temporal_factor + 1
+    base_noise = _noise(item_seeds, (c, f, R // sf, R // sf))
+    common = dict(negative_prompt=None, num_frames=cfg.num_frames, guidance_scale=cfg.guidance_scale,
+                  output_type="latent", max_sequence_length=cfg.max_sequence_length, base_height=R, base_width=R,
+                  preview_height=P, preview_width=P, resize_mode=cfg.resize_mode)
+    b = len(prompts)
+    if m.kind == "hlh":
+        z, info = run_high_low_high(surf, prompts, base_noise, _generators(item_seeds), num_steps=N, k1=cfg.hlh[0],
+                                    k2=cfg.hlh[1], preview_size=P, guidance_scale=cfg.guidance_scale,
+                                    max_sequence_length=cfg.max_sequence_length, resize_mode=cfg.resize_mode)
+        evals = info["evals"]
+        return {"latents": z, "evals": evals, "seconds": info["seconds"] / b, "switch": [list(cfg.hlh)] * b}
+    if m.kind == "surf" and m.k == "auto":  # one video per call: 'auto' decides for the whole batch
+        outs = [_run_method(surf, Method(m.name, "surf_single", m.form, "auto"), cfg, [p], [s])
+                for p, s in zip(prompts, item_seeds)]
+        return {"latents": torch.cat([o["latents"] for o in outs]), "evals": [o["evals"] for o in outs],
+                "seconds": float(np.mean([o["seconds"] for o in outs])), "switch": [o["switch"][0] for o in outs]}
+    t0 = time.perf_counter()
+    if m.kind == "steps":
+        out = surf(prompts, num_inference_steps=m.steps, switch_step=m.steps, latents=base_noise, **common)
+        stage_size = ["base"]
+    elif m.kind == "direct":  # noise at the preview size from the same item seed (see module docstring)
+        low = _noise(item_seeds, (c, f, P // sf, P // sf))
+        out = surf(prompts, num_inference_steps=N, switch_step=0, latents=low, **common)
+        stage_size = ["preview"]
+    else:
+        out = surf(prompts, num_inference_steps=N, switch_step=m.k, latents=base_noise, renoise=m.form,
+                   generator=_generators(item_seeds), auto_switch_tol=cfg.auto_tol,
+                   min_switch_step=cfg.min_switch_step, max_switch_step=cfg.max_switch_step, **common)
+        stage_size = ["base", "preview"]
+    seconds = sum(v for k, v in out.timings.items() if k.startswith("stage") or k == "text")
+    if a.device.type == "cuda":
+        torch.cuda.synchronize()
+    evals = {"base": 0, "preview": 0}
+    for i, (key, n) in enumerate(sorted(out.num_evaluations.items())):
+        if key.startswith("stage"):
+            evals[stage_size[min(i, len(stage_size) - 1)]] += n
+    logger.debug("%s: %.2fs wall for %d videos", m.name, time.perf_counter() - t0, b)
+    switch = [out.switch_steps] * b
+    return {"latents": out.latents, "evals": evals, "seconds": seconds / b, "switch": switch}
+
+
+@torch.no_grad()
+def _decode_uint8(surf, latents: torch.Tensor, batch: int) -> np.ndarray:
+    """Decodes transformer-space latents to uint8 ``[B, T, H, W, 3]`` in chunks of ``batch``."""
+    out = []
+    for i in range(0, latents.shape[0], batch):
+        v = surf.adapter.decode(latents[i : i + batch], "np")
+        out.append(np.clip(np.round(np.asarray(v) * 255.0), 0, 255).astype(np.uint8))
+    return np.concatenate(out)
+
+
+def _scene(video: np.ndarray, caption: str) -> dict:
+    """The world evaluator's reading of a clip plus its foreground (any palette colour) mask."""
+    from ..world import evaluate_video
+    from ..world.evaluate import segment_colors
+
+    rep = evaluate_video(video, caption)
+    rep["foreground"] = segment_colors(video)[1]
+    return rep
+
+
+def _score(rep: dict, ref: dict, video: np.ndarray, ref_video: np.ndarray) -> dict:
+    """Signature metrics of one video against the reference (both already at the scoring size)."""
+    iou = M.mask_iou(rep["masks"], ref["masks"])
+    fg = M.foreground_iou(rep["foreground"], ref["foreground"])
+    out = {
+        "iou": _nanmean(iou),
+        "fg_iou": _nanmean(fg),
+        "ssim": M.ssim(video, ref_video),
+        "track_err_px": M.track_error(rep["centroids"], ref["centroids"]),
+        "dir_agree": M.direction_agreement(rep["centroids"], ref["centroids"]),
+        "attr_agree_ref": M.attribute_agreement(rep, ref),
+    }
+    out.update({f"prompt_{k}": v for k, v in M.prompt_adherence(rep).items()})
+    return out
+
+
+def _nanmean(x) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
+def _flops_per_video(transformer_config, evals: dict, cfg: SignatureConfig, spatial_factor: int,
+                     temporal_factor: int) -> float:
+    pt, ph, pw = transformer_config.patch_size
+    f = ((cfg.num_frames - 1) // temporal_factor + 1) // pt
+    total = 0.0
+    for key, n in evals.items():
+        side = (cfg.base_size if key == "base" else cfg.preview_size) // spatial_factor
+        tokens = f * (side // ph) * (side // pw)
+        total += n * transformer_flops(transformer_config, tokens, cfg.max_sequence_length)
+    return total
+
+
+@torch.no_grad()
+def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, *, methods: list[str] | None = None,
+                  keep_examples: int = 2, progress: bool = True) -> dict:
+    """Runs the benchmark.
+
+    Args:
+        surf: a ``SURFPipeline`` around a Wan base (its progress bar is switched off here).
+        prompts: captions in the world's grammar.
+        cfg: settings (default :class:`SignatureConfig`).
+        methods: run only these method names (the reference always runs).
+        keep_examples: keep the middle frame of this many samples per method for a figure.
+        progress: show a tqdm bar over batches.
+
+    Returns:
+        ``{"config", "methods", "samples": [{"prompt", "seed", "method": {name: metrics+cost}}],
+        "summary": {name: {metric: {"mean", "ci95", "n"}}}, "examples", "flops_per_forward", "seconds"}``.
+    """
+    cfg = cfg or SignatureConfig()
+    cfg.check()
+    if surf.adapter.name != "wan":
+        raise ValueError("run_signature: the benchmark drives Wan bases (SURF-Mini); got a " + surf.adapter.name)
+    prompts = list(prompts)[: cfg.num_prompts] if cfg.num_prompts else list(prompts)
+    if not prompts:
+        raise ValueError("prompts: none given")
+    all_methods = build_methods(cfg)
+    if methods is not None:
+        unknown = set(methods) - {m.name for m in all_methods}
+        if unknown:
+            raise ValueError(f"methods: unknown {sorted(unknown)}; known: {[m.name for m in all_methods]}")
+        all_methods = [m for m in all_methods if m.name == "reference" or m.name in methods]
+    surf.set_progress_bar_config(disable=True)
+    a = surf.adapter
+    tcfg = a.transformer.config
+    items = [(p, s, i) for s in cfg.seeds for i, p in enumerate(prompts)]
+    samples, examples = [], {}
+    t_start = time.perf_counter()
+    P = cfg.preview_size
+    batches = [items[i : i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
+    for batch in tqdm(batches, desc="signature", disable=not progress):
+        caps = [p for p, _, _ in batch]
+        seeds = [_item_seed(s, i) for _, s, i in batch]
+        recs = [{"prompt": p, "seed": s, "prompt_index": i, "methods": {}} for p, s, i in batch]
+        ref_vid = ref_rep = None
+        for m in all_methods:
+            run = _run_method(surf, m, cfg, caps, seeds)
+            video = _decode_uint8(surf, run["latents"], cfg.batch_size)
+            evals = run["evals"] if isinstance(run["evals"], list) else [run["evals"]] * len(batch)
+            if m.name == "reference":
+                full = video
+                video = np.stack([M.resize_video(v, P) for v in video])
+                ref_vid = video
+                ref_rep = [_scene(v, c) for v, c in zip(video, caps)]
+                for r, v, c in zip(recs, full, caps):
+                    r["reference_full_size"] = M.prompt_adherence(_scene(v, c))
+            elif video.shape[2] != P:
+                video = np.stack([M.resize_video(v, P) for v in video])
+            for j, r in enumerate(recs):
+                rep = ref_rep[j] if m.name == "reference" else _scene(video[j], caps[j])
+                score = _score(rep, ref_rep[j], video[j], ref_vid[j])
+                score.update(forwards=float(sum(evals[j].values())), evals=evals[j],
+                             flops=_flops_per_video(tcfg, evals[j], cfg, a.spatial_factor, a.temporal_factor),
+                             seconds=run["seconds"], switch=_jsonable(run["switch"][j]))
+                r["methods"][m.name] = score
+                if len(samples) + j < keep_examples:
+                    examples.setdefault(m.name, []).append(video[j][video.shape[1] // 2])
+        samples += recs
+    seconds = time.perf_counter() - t_start
+    result = {
+        "config": _jsonable(asdict(cfg)),
+        "methods": [_jsonable(asdict(m)) for m in all_methods],
+        "num_samples": len(samples),
+        "samples": samples,
+        "flops_per_forward": {
+            "base": transformer_flops(tcfg, _tokens(cfg, a, cfg.base_size), cfg.max_sequence_length),
+            "preview": transformer_flops(tcfg, _tokens(cfg, a, cfg.preview_size), cfg.max_sequence_length),
+        },
+        "seconds_total": seconds,
+        "device": str(a.device),
+        "torch_threads": torch.get_num_threads(),
+    }
+    result["summary"] = summarize(samples, [m.name for m in all_methods])
+    result["examples"] = {k: np.stack(v) for k, v in examples.items()}
+    return result
+
+
+def _tokens(cfg: SignatureConfig, a, size: int) -> int:
+    pt, ph, pw = a.patch_size
+    f = ((cfg.num_frames - 1) // a.temporal_factor + 1) // pt
+    side = size // a.spatial_factor
+    return f * (side // ph) * (side // pw)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return x
+
+
+SUMMARY_METRICS = ("iou", "fg_iou", "ssim", "attr_agree_ref", "prompt_all_correct", "prompt_color", "prompt_shape",
+                   "prompt_motion", "prompt_count", "prompt_size", "track_err_px", "dir_agree", "forwards", "flops",
+                   "seconds")
+
+
+def summarize(samples: list[dict], method_names: list[str]) -> dict:
+    """Per method and metric: mean over samples where defined, 95 % half-width (1.96 s / sqrt(n)) and n.
+
+    Also ``switch_mean`` (mean switch step of 'auto' runs) where a method switched once per video.
+    """
+    out = {}
+    for name in method_names:
+        rows = [s["methods"][name] for s in samples if name in s["methods"]]
+        stats = {}
+        for key in SUMMARY_METRICS:
+            x = np.asarray([r[key] for r in rows], dtype=np.float64)
+            x = x[np.isfinite(x)]
+            n = int(x.size)
+            mean = float(x.mean()) if n else float("nan")
+            ci = float(1.96 * x.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+            stats[key] = {"mean": mean, "ci95": ci, "n": n}
+        sw = [r["switch"][0] for r in rows if isinstance(r.get("switch"), list) and len(r["switch"]) == 1]
+        if sw:
+            stats["switch_mean"] = float(np.mean(sw))
+        out[name] = stats
+    if "reference" in out:
+        full = [s["reference_full_size"]["all_correct"] for s in samples if "reference_full_size" in s]
+        out["reference"]["prompt_all_correct_full_size"] = float(np.mean(full)) if full else float("nan")
+    return out

@@ -1,0 +1,171 @@
+"""``surf eval``: benchmarks that score generated videos.
+
+Examples::
+
+    surf eval signature                                   # 60 prompts x 1 seed on the shipped SURF-Mini
+    surf eval signature --quick --device cpu              # 4 prompts, CI-sized
+    surf eval signature --prompts benchmarks/prompts/signature.txt --seeds 2 --base runs/mini/pipe \\
+        --out benchmarks/results/signature.json --plots benchmarks --readme benchmarks/README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+DEFAULT_PROMPTS = "benchmarks/prompts/signature.txt"
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="benchmarks: signature retention of SURF against baselines")
+    sub = p.add_subparsers(dest="eval_command", metavar="BENCHMARK")
+    sub.required = True
+    s = sub.add_parser("signature", help="layout / semantics / motion of SURF previews vs the base model's output",
+                       description="Signature-retention benchmark (issues 7 and 11): the reference (base at R, all "
+                                   "steps) against SURF's k sweep for each re-noise form and 'auto', direct low-res "
+                                   "inference, fewer steps and a high-low-high schedule, from the same noise.")
+    s.add_argument("--prompts", default=None, help=f"caption file, one per line (default: {DEFAULT_PROMPTS}, "
+                                                   "else 60 generated captions)")
+    s.add_argument("--num-prompts", type=int, default=None, help="use only the first this many prompts")
+    s.add_argument("--seeds", type=int, default=1, help="seeds per prompt (0..N-1)")
+    s.add_argument("--base", default=None, help="SURF-Mini pipeline folder (default: the shipped weights)")
+    s.add_argument("--tiny", action="store_true", help="use the tiny random test pipeline (smoke tests only)")
+    s.add_argument("--random-weights", action="store_true",
+                   help="use the SURF-Mini architecture with random weights (harness checks; NOT signature evidence)")
+    s.add_argument("--quick", action="store_true", help="CI-sized: 4 prompts, 1 seed")
+    s.add_argument("--steps", type=int, default=40, help="N, steps of the reference")
+    s.add_argument("--surf-k", type=int, default=10, help="SURF's default switch step")
+    s.add_argument("--k-values", default="0,5,10,20,30,40", help="switch-step sweep, comma separated")
+    s.add_argument("--forms", default="flow,paper,snr", help="re-noise forms of the sweep")
+    s.add_argument("--no-auto", action="store_true", help="skip switch_step='auto'")
+    s.add_argument("--fewer-steps", default="12,20", help="step counts of the fewer-steps baselines")
+    s.add_argument("--hlh", default="4,34", help="k1,k2 of the high-low-high schedule ('none' to skip)")
+    s.add_argument("--base-size", type=int, default=128, help="R in pixels")
+    s.add_argument("--preview-size", type=int, default=64, help="P in pixels")
+    s.add_argument("--frames", type=int, default=17)
+    s.add_argument("--guidance", type=float, default=5.0)
+    s.add_argument("--max-sequence-length", type=int, default=40)
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--methods", default=None, help="run only these methods (comma separated; reference always)")
+    s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    s.add_argument("--out", default="benchmarks/results/signature.json", help="result JSON")
+    s.add_argument("--plots", default=None, help="folder for signature_*.png plots (default: the JSON's parent's parent)")
+    s.add_argument("--readme", default=None, help="update the '## Signature retention' table in this README")
+    s.add_argument("--label", default=None, help="model label written into the results (default: derived)")
+    s.set_defaults(func=_signature)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _load(args) -> tuple[object, str]:
+    import torch
+
+    from surf_video.pipelines.surf_pipeline import SURFPipeline
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if sum([args.tiny, args.random_weights, args.base is not None]) > 1:
+        raise ValueError("--tiny, --random-weights and --base exclude each other")
+    if args.tiny:
+        from surf_video.pipelines.tiny import tiny_wan_pipeline
+
+        pipe, label = tiny_wan_pipeline(), "tiny random pipeline (NOT signature evidence)"
+    elif args.random_weights:
+        from surf_video.mini.build import build_pipeline
+
+        torch.manual_seed(0)
+        pipe, label = build_pipeline(), "SURF-Mini architecture, random weights (NOT signature evidence)"
+    else:
+        from surf_video.mini.loading import has_surf_mini, load_surf_mini, surf_mini_path
+
+        path = surf_mini_path(args.base)
+        if not has_surf_mini(path):
+            raise FileNotFoundError(f"no SURF-Mini weights at {path}; pass --base PATH, or --random-weights / --tiny "
+                                    "to check the harness")
+        pipe, label = load_surf_mini(path, device="cpu"), f"SURF-Mini ({path})"
+    pipe.set_progress_bar_config(disable=True)
+    pipe.to(device)
+    return SURFPipeline.from_pipe(pipe, base_size=(args.base_size, args.base_size)), args.label or label
+
+
+def _signature(args: argparse.Namespace) -> int:
+    import torch
+
+    from surf_video.bench import signature as sig
+    from surf_video.bench import signature_report as rep
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    hlh = None if args.hlh.strip().lower() == "none" else _ints(args.hlh)
+    if hlh is not None and len(hlh) != 2:
+        raise ValueError(f"--hlh takes k1,k2 or 'none', got {args.hlh!r}")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    cfg = sig.SignatureConfig(
+        num_steps=args.steps, surf_k=args.surf_k, k_values=_ints(args.k_values),
+        forms=tuple(f.strip() for f in args.forms.split(",") if f.strip()), auto=not args.no_auto,
+        fewer_steps=_ints(args.fewer_steps), hlh=hlh, base_size=args.base_size, preview_size=args.preview_size,
+        num_frames=args.frames, guidance_scale=args.guidance, max_sequence_length=args.max_sequence_length,
+        batch_size=args.batch_size, seeds=tuple(range(args.seeds)), num_prompts=args.num_prompts,
+    )
+    if args.quick:
+        cfg.num_prompts = args.num_prompts or sig.QUICK_OVERRIDES["num_prompts"]
+        cfg.seeds = sig.QUICK_OVERRIDES["seeds"]
+    cfg.check()
+    if args.prompts is not None:
+        prompts = sig.load_prompts(args.prompts)
+    elif Path(DEFAULT_PROMPTS).is_file():
+        prompts = sig.load_prompts(DEFAULT_PROMPTS)
+    else:
+        prompts = sig.make_prompts(60)
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    surf, label = _load(args)
+    result = sig.run_signature(surf, prompts, cfg, methods=methods)
+    result["model"] = label
+    result["prompts"] = prompts[: cfg.num_prompts] if cfg.num_prompts else prompts
+    command = "surf eval signature " + shlex.join(_argv_tail()) if "signature" in sys.argv else "(run from Python)"
+    result["command"] = command
+    out = Path(args.out)
+    rep.write_results(result, out)
+    plots = Path(args.plots) if args.plots else out.parent.parent
+    plots.mkdir(parents=True, exist_ok=True)
+    stem = out.stem  # e.g. signature, signature_quick
+    files = {
+        "results": str(out),
+        "quality vs cost": str(rep.plot_quality_vs_cost(result, plots / f"{stem}_quality_vs_cost.png")),
+        "k sweep": str(rep.plot_k_sweep(result, plots / f"{stem}_k_sweep.png")),
+    }
+    ex = rep.plot_examples(result, plots / f"{stem}_examples.png")
+    if ex is not None:
+        files["examples"] = str(ex)
+    print(rep.markdown_table(result))
+    for t in rep.check_targets(result):
+        print(f"- {t['target']}: {t['measured']} -> {'n/a' if t['held'] is None else ('held' if t['held'] else 'NOT held')}")
+    if args.readme:
+        readme = Path(args.readme)
+        rel = {k: str(Path(v).resolve().relative_to(readme.resolve().parent)) if _inside(v, readme.parent) else v
+               for k, v in files.items()}
+        rep.update_readme_section(readme, rep.render_section(result, command, rel))
+    print(f"wrote {out} and plots in {plots}")
+    return 0
+
+
+def _inside(path: str, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _argv_tail() -> list[str]:
+    return sys.argv[sys.argv.index("signature") + 1 :]
