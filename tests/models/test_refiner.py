@@ -1,3 +1,4 @@
+from pathlib import Path
 """RefinerTransformer3DModel: windowed attention vs a naive masked reference, Wan equivalence,
 locality, save/load, configs and errors (CPU, fp32, tiny shapes)."""
 
@@ -234,6 +235,22 @@ def test_load_rejects_bin_only_and_missing(tmp_path):
         RefinerTransformer3DModel.from_pretrained(tmp_path / "nope")
     with pytest.raises(ValueError, match="safetensors"):
         RefinerTransformer3DModel.from_pretrained(tmp_path / "bin", use_safetensors=False)
+
+
+def test_interrupted_save_leaves_nothing_half_written(tmp_path, monkeypatch):
+    from diffusers.models.modeling_utils import ModelMixin
+
+    model = _refiner(3)
+
+    def broken(self, save_directory, **kw):
+        (Path(save_directory) / "diffusion_pytorch_model.safetensors").write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ModelMixin, "save_pretrained", broken)
+    with pytest.raises(KeyboardInterrupt):
+        model.save_pretrained(tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists() or not list((tmp_path / "ckpt").iterdir())
+    assert [p.name for p in tmp_path.iterdir() if p.name != "ckpt"] == []  # temp folder cleaned up
 
 
 # ----------------------------------------------------------------------------- configs, errors, training

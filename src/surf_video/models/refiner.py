@@ -429,6 +429,28 @@ class RefinerTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atten
         model.rope.to(device=wan.rope.freqs_cos.device, dtype=wan.rope.freqs_cos.dtype)
         return model.train(wan.training)
 
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """diffusers' ``save_pretrained`` (safetensors), written atomically.
+
+        Files are first written to a temporary folder beside ``save_directory`` and then moved in with
+        ``os.replace``, so an interrupted save never leaves a half-written weights file under the final name.
+        """
+        import shutil
+        import tempfile
+
+        target = Path(save_directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            super().save_pretrained(tmp, **kwargs)
+            target.mkdir(parents=True, exist_ok=True)
+            for f in sorted(tmp.iterdir(), key=lambda p: p.name.endswith(".json")):  # weights first, config last
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(f, target / f.name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs):
         """Load a saved refiner (safetensors weights only); see ``ModelMixin.from_pretrained``.
