@@ -1,8 +1,8 @@
-from pathlib import Path
 """RefinerTransformer3DModel: windowed attention vs a naive masked reference, Wan equivalence,
 locality, save/load, configs and errors (CPU, fp32, tiny shapes)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
