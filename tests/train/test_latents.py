@@ -79,3 +79,5 @@ def test_wan_vae_encoder_round_trip_and_cache(tmp_path):
     cache_latents(ds, enc, tmp_path / "c")
     cached = CachedLatentDataset(tmp_path / "c")
     assert cached[(1, 0, 0)]["z_lr"].shape == (16, 2, 2, 2)
+    cached.set_num_frames(1)  # 1 pixel frame -> 1 latent frame of the 4x temporal VAE
+    assert cached[(1, 0, 0)]["z_lr"].shape == (16, 1, 2, 2) and cached.temporal_factor == 4

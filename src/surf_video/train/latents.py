@@ -33,6 +33,7 @@ class IdentityEncoder:
     """Pixels in [-1, 1] ``[B, 3, T, H, W]`` are the latents (for pixel-space toys and tests)."""
 
     latent_channels = 3
+    temporal_factor = 1
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -54,6 +55,8 @@ class WanVAEEncoder:
         self.vae = AutoencoderKLWan.from_pretrained(path, subfolder=subfolder, torch_dtype=dtype).to(device).eval()
         c = self.vae.config
         self.latent_channels = c.z_dim
+        # causal video VAE: 1 + temporal_factor * k frames -> 1 + k latent frames
+        self.temporal_factor = 2 ** sum(bool(x) for x in c.temperal_downsample)
         self.mean = torch.tensor(c.latents_mean).view(1, -1, 1, 1, 1)
         self.std = torch.tensor(c.latents_std).view(1, -1, 1, 1, 1)
 
@@ -149,6 +152,7 @@ def cache_latents(dataset, encoder, out_dir: str | Path, text_encoder: Callable 
             flush()
     flush()
     index["shape"] = None
+    index["temporal_factor"] = int(getattr(encoder, "temporal_factor", 1))
     if index["items"]:
         first = index["items"][0]
         with safe_open(str(out / first["shard"]), "pt") as fh:
@@ -173,7 +177,9 @@ class CachedLatentDataset(torch.utils.data.Dataset):
         ip = self.path / "index.json"
         if not ip.is_file():
             raise FileNotFoundError(f"no index.json in latent cache {self.path}")
-        self.items = json.loads(ip.read_text())["items"]
+        index = json.loads(ip.read_text())
+        self.items = index["items"]
+        self.temporal_factor = int(index.get("temporal_factor") or 1)
         if not self.items:
             raise ValueError(f"latent cache {self.path} is empty")
         self.latent_frames, self.crop, self.seed = latent_frames, crop, seed
@@ -181,6 +187,10 @@ class CachedLatentDataset(torch.utils.data.Dataset):
 
     def set_latent_frames(self, n: int | None) -> None:
         self.latent_frames = n
+
+    def set_num_frames(self, num_frames: int | None) -> None:
+        """Crop to the latent frames of ``num_frames`` pixel frames (``1 + (n - 1) // temporal_factor``)."""
+        self.latent_frames = None if num_frames is None else (num_frames - 1) // self.temporal_factor + 1
 
     def __len__(self) -> int:
         return len(self.items)

@@ -239,8 +239,7 @@ class Trainer:
         frames = phase.num_frames or d.num_frames
         size = phase.size or d.size
         if self.latent_data:
-            tf = 1 if self.cfg.encoder.type == "identity" else 4  # Wan-style causal VAE: 1 + 4k frames
-            self.dataset.set_latent_frames((frames - 1) // tf + 1 if phase.num_frames else None)
+            self.dataset.set_num_frames(phase.num_frames)  # None: the cached length
         else:
             self.dataset.set_clip(frames, size)
 
@@ -374,7 +373,8 @@ class Trainer:
                             grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.optim.max_grad_norm)
                         else:
                             grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), float("inf"))
-                        if not torch.isfinite(torch.as_tensor(grad_norm)).all():
+                        # under fp16 the grad scaler skips overflowing steps itself
+                        if cfg.mixed_precision != "fp16" and not torch.isfinite(torch.as_tensor(grad_norm)).all():
                             raise TrainingDiverged(self._diverged_msg("gradient norm", grad_norm))
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
