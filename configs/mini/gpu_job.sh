@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One GPU command (< 10 min) of the SURF-Mini training, as run on the borrowed H100.
+# Usage (repo root, wheels of diffusers in .whl_mini/): bash configs/mini/gpu_job.sh STAGE OUTDIR
+#   STAGE=1: VAE, then base;  STAGE=2: base resumed from .mini_ckpt/pipe, then refiner;
+#   STAGE=all: VAE, base and refiner in one command.
+# Weights come back as fp16 tar parts (<= 15 MB each) under OUTDIR.
+set -o pipefail
+STAGE=$1; OUT=$2; W=/tmp/w; mkdir -p $W $OUT
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl_mini/*.whl || exit 1
+export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
+SURF="python3 -m surf_video.cli.main mini train"
+filt() { grep --line-buffered -v "it/s\]\|s/it\]"; }
+nvidia-smi --query-gpu=name --format=csv,noheader
+# pack SRC NAME: fp16 copy of $W/SRC as tar parts $OUT/NAME.tar.aa, ab, ... (15 MB each)
+pack() { rm -rf $W/pack && mkdir -p $W/pack && cp -r $W/$1 $W/pack/$2 && \
+  python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pack')" && \
+  (cd $W/pack && tar cf - $2 | split -b 15m - $OUT/$2.tar.); }
+if [ "$STAGE" = 1 ]; then
+  $SURF vae --config configs/mini/vae.yaml --out $W/vae --metrics $OUT/vae.json ${VAE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  $SURF base --config configs/mini/base.yaml --vae $W/vae --out $W/pipe --metrics $OUT/base.json ${BASE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  PACK="pipe"
+elif [ "$STAGE" = all ]; then
+  $SURF vae --config configs/mini/vae.yaml --out $W/vae --metrics $OUT/vae.json ${VAE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  $SURF base --config configs/mini/base.yaml --vae $W/vae --out $W/pipe --metrics $OUT/base.json ${BASE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  pack pipe pipe
+  $SURF refiner --config configs/mini/refiner.yaml --pipe $W/pipe --out $W/refiner --metrics $OUT/refiner.json ${REF_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  pack refiner refiner
+  exit 0
+else
+  mkdir -p $W/ck && tar xf <(cat .mini_ckpt/pipe.tar.*) -C $W/ck
+  $SURF base --config configs/mini/base.yaml --vae $W/ck/pipe/vae --resume $W/ck/pipe --out $W/pipe --metrics $OUT/base.json ${BASE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  $SURF refiner --config configs/mini/refiner.yaml --pipe $W/pipe --out $W/pipe/refiner --metrics $OUT/refiner.json ${REF_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  PACK="pipe"
+fi
+python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pipe')"
+(cd $W && tar cf - $PACK | split -b 15m - $OUT/pipe.tar.)
+ls -la $OUT

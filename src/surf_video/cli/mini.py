@@ -1,0 +1,95 @@
+"""``surf mini``: train the SURF-Mini parts and evaluate the shipped model.
+
+Examples::
+
+    surf mini train vae --config configs/mini/vae.yaml --out runs/mini/vae
+    surf mini train base --vae runs/mini/vae --out runs/mini/pipe
+    surf mini train refiner --pipe runs/mini/pipe --out runs/mini/refiner
+    surf mini eval --prompts 100 --size 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("mini", help="train / evaluate SURF-Mini, the embedded miniature text-to-video model")
+    sub = p.add_subparsers(dest="mini_command", metavar="ACTION")
+    sub.required = True
+
+    t = sub.add_parser("train", help="train one part: vae, base or refiner")
+    t.add_argument("part", choices=["vae", "base", "refiner"])
+    t.add_argument("--config", default=None, help="YAML recipe (configs/mini/<part>.yaml); defaults built in")
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget of the training loop")
+    t.add_argument("--resume", default=None, help="folder of a saved model (or pipeline, for base) to continue")
+    t.add_argument("--out", required=True, help="output folder (diffusers layout)")
+    t.add_argument("--vae", default=None, help="base: folder of the trained VAE")
+    t.add_argument("--pipe", default=None, help="refiner: folder of the trained pipeline (vae, text encoder)")
+    t.add_argument("--metrics", default=None, help="write metrics JSON here")
+    t.add_argument("--final-eval", type=int, default=None, help="base/refiner: prompts / clips of the final evaluation")
+    t.add_argument("--device", default="cuda")
+    t.set_defaults(func=_train)
+
+    e = sub.add_parser("eval", help="prompt adherence of a SURF-Mini base with the world evaluator")
+    e.add_argument("--model", default=None, help="pipeline folder (default: the shipped SURF-Mini)")
+    e.add_argument("--prompts", type=int, default=100)
+    e.add_argument("--size", type=int, default=128)
+    e.add_argument("--steps", type=int, default=40)
+    e.add_argument("--guidance", type=float, default=5.0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--out", default=None, help="write the result JSON here")
+    e.set_defaults(func=_eval)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from surf_video.mini.recipe import load_recipe, write_json
+
+    recipe = load_recipe(args.part, args.config, max_steps=args.max_steps, max_minutes=args.max_minutes)
+    extra = {} if args.final_eval is None else ({"final_eval": args.final_eval} if args.part == "base" else {"eval_clips": args.final_eval})
+    if args.part == "vae":
+        from surf_video.mini.train_vae import train_vae
+
+        metrics = train_vae(recipe, args.out, resume=args.resume, device=args.device)
+    elif args.part == "base":
+        if not args.vae:
+            raise ValueError("--vae is required for `surf mini train base` (folder of the trained VAE)")
+        from surf_video.mini.train_base import train_base
+
+        metrics = train_base(recipe, args.vae, args.out, resume=args.resume, device=args.device, **extra)
+    else:
+        if not args.pipe:
+            raise ValueError("--pipe is required for `surf mini train refiner` (folder of the trained pipeline)")
+        from surf_video.mini.train_refiner import train_refiner
+
+        metrics = train_refiner(recipe, args.pipe, args.out, resume=args.resume, device=args.device, **extra)
+    metrics["recipe"] = vars(recipe)
+    if args.metrics:
+        write_json(args.metrics, metrics)
+    print(json.dumps({k: v for k, v in metrics.items() if k != "recipe"}, indent=1, default=str))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from surf_video.mini.data import EVAL_SEED_BASE, eval_captions
+    from surf_video.mini.loading import load_surf_mini
+    from surf_video.mini.recipe import write_json
+    from surf_video.mini.train_base import adherence, generate_eval
+
+    if args.prompts < 1:
+        raise ValueError(f"--prompts must be >= 1, got {args.prompts}")
+    pipe = load_surf_mini(args.model, device=args.device, dtype=torch.float32)
+    caps = eval_captions(args.prompts)
+    vids = generate_eval(pipe, caps, args.size, [EVAL_SEED_BASE + i for i in range(len(caps))], steps=args.steps,
+                         guidance=args.guidance, batch=10)  # fmt: skip
+    res = {"size": args.size, "steps": args.steps, "guidance": args.guidance, **adherence(vids, caps)}
+    if args.out:
+        write_json(args.out, res)
+    print(json.dumps(res, indent=1))
+    return 0

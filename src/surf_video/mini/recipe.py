@@ -1,0 +1,124 @@
+"""YAML recipes for SURF-Mini training (typed dataclasses) and small checkpoint helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "VAERecipe",
+    "BaseRecipe",
+    "RefinerRecipe",
+    "load_recipe",
+    "atomic_save_dir",
+    "write_json",
+]
+
+
+@dataclass
+class VAERecipe:
+    seed: int = 0
+    num_clips: int = 3000  # clips rendered at 128 px
+    num_clips_hr: int = 600  # clips rendered at 288 px (random 128 px crops)
+    batch_size: int = 16
+    lr: float = 4e-4
+    max_steps: int = 1500
+    max_minutes: float = 3.0
+    kl_weight: float = 1e-4
+    log_every: int = 50
+
+
+@dataclass
+class BaseRecipe:
+    seed: int = 0
+    num_clips: int = 40000  # clips at R
+    num_clips_hr: int = 8000  # clips at 1.5R
+    batch_size: int = 128
+    batch_size_hr: int = 64
+    hr_fraction: float = 0.2  # share of steps at 1.5R
+    lr: float = 3e-4
+    text_lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    max_steps: int = 20000
+    max_minutes: float = 6.0
+    caption_dropout: float = 0.1
+    flow_shift: float = 3.0
+    pad_lengths: list[int] = field(default_factory=lambda: [40, 40, 40, 226, 512])
+    eval_every: int = 2000
+    eval_prompts: int = 32
+    log_every: int = 100
+    ema_decay: float = 0.999
+
+
+@dataclass
+class RefinerRecipe:
+    seed: int = 0
+    num_clips: int = 3000
+    batch_size: int = 32
+    lr: float = 3e-4
+    max_steps: int = 4000
+    max_minutes: float = 3.0
+    latent_noise: float = 0.1  # std of the latent-level degradation
+    log_every: int = 100
+
+
+_RECIPES = {"vae": VAERecipe, "base": BaseRecipe, "refiner": RefinerRecipe}
+
+
+def load_recipe(kind: str, path: str | os.PathLike | None = None, **overrides):
+    """Load a recipe of ``kind`` ('vae', 'base', 'refiner') from YAML, then apply overrides (None skipped)."""
+    if kind not in _RECIPES:
+        raise ValueError(f"kind must be one of {sorted(_RECIPES)}, got {kind!r}")
+    cls = _RECIPES[kind]
+    values: dict = {}
+    if path is not None:
+        import yaml
+
+        with open(path) as f:
+            values = yaml.safe_load(f) or {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown keys in {path}: {sorted(unknown)}; allowed: {sorted(names)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**values)
+
+
+def atomic_save_dir(final: str | os.PathLike, writer) -> Path:
+    """Call ``writer(tmp_dir)`` and move the result to ``final`` (replacing it) only once complete."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        writer(tmp)
+        for p in tmp.rglob("*"):
+            if p.is_file():
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+        if final.exists():
+            old = final.with_name(final.name + ".old")
+            if old.exists():
+                shutil.rmtree(old)
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)

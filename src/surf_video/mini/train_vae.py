@@ -1,0 +1,154 @@
+"""Train the SURF-Mini VAE (``AutoencoderKLWan``) on world clips.
+
+Data: clips rendered at R (128 px) and random R-sized crops of clips rendered at 2.25R (288 px),
+so the VAE sees the sharper, larger objects of the target sizes too. Loss: L1 reconstruction plus a
+weak KL term. At the end the per-channel mean / std of the posterior means are written into the
+config (``latents_mean`` / ``latents_std``), which is how ``WanPipeline`` de-normalises latents.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .build import build_vae
+from .config import OPTIMAL_SIZE, TARGET_SIZES
+from .data import render_clips
+from .recipe import VAERecipe, atomic_save_dir
+
+__all__ = ["train_vae", "encode_latents", "latent_stats", "psnr"]
+
+
+def _to_float(x_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, T, H, W, 3] -> float [B, 3, T, H, W] in [-1, 1]."""
+    return x_u8.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two tensors in [-1, 1]."""
+    mse = F.mse_loss(a.float().clamp(-1, 1), b.float().clamp(-1, 1)).item()
+    return 10 * math.log10(4.0 / max(mse, 1e-12))
+
+
+@torch.no_grad()
+def encode_latents(vae, videos_u8: torch.Tensor, batch: int = 32, normalize: bool = True) -> torch.Tensor:
+    """Encode uint8 videos ``[N, T, H, W, 3]`` to posterior means ``[N, z, T', H/8, W/8]`` (float32, CPU).
+
+    With ``normalize`` the result is ``(mu - latents_mean) / latents_std``, the space the transformer
+    works in.
+    """
+    dev = next(vae.parameters()).device
+    zs = []
+    for i in range(0, len(videos_u8), batch):
+        x = _to_float(videos_u8[i : i + batch].to(dev))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            mu = vae.encode(x).latent_dist.mean
+        zs.append(mu.float().cpu())
+    z = torch.cat(zs)
+    if normalize:
+        mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+        std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+        z = (z - mean) / std
+    return z
+
+
+def latent_stats(z: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of latents ``[N, C, T, H, W]``."""
+    flat = z.transpose(0, 1).reshape(z.shape[1], -1).double()
+    return flat.mean(1).tolist(), flat.std(1).clamp_min(1e-3).tolist()
+
+
+def _batch(data_r, data_hr, bs, gen, dev):
+    """Half full R clips, half random R crops of 2.25R clips, random flips; float on ``dev``."""
+    n_hr = bs // 2 if data_hr is not None else 0
+    idx = torch.randint(0, len(data_r), (bs - n_hr,), generator=gen)
+    parts = [data_r[idx]]
+    if n_hr:
+        s_hr, s = data_hr.shape[2], data_r.shape[2]
+        j = torch.randint(0, len(data_hr), (n_hr,), generator=gen)
+        oy, ox = torch.randint(0, s_hr - s + 1, (2,), generator=gen).tolist()
+        parts.append(data_hr[j, :, oy : oy + s, ox : ox + s])
+    x = _to_float(torch.cat(parts).to(dev, non_blocking=True))
+    if torch.rand(1, generator=gen).item() < 0.5:
+        x = x.flip(-1)
+    if torch.rand(1, generator=gen).item() < 0.5:
+        x = x.flip(-2)
+    return x
+
+
+def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None = None, device: str = "cuda") -> dict:
+    """Train (or continue training) the VAE; save it with diffusers' layout to ``out_dir``.
+
+    Returns:
+        metrics dict: steps, minutes, final losses, held-out PSNR at R and at 2.25R.
+    """
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(recipe.seed)
+    dev = torch.device(device)
+    hr = TARGET_SIZES[-1]
+    _, r = render_clips(range(recipe.num_clips + 64), (OPTIMAL_SIZE,))
+    _, h = render_clips(range(2_000_000, 2_000_000 + recipe.num_clips_hr + 16), (hr,))
+    data_r = torch.from_numpy(r[OPTIMAL_SIZE][:-64]).to(dev)
+    held_r = torch.from_numpy(r[OPTIMAL_SIZE][-64:])
+    data_hr = torch.from_numpy(h[hr][:-16]).to(dev)
+    held_hr = torch.from_numpy(h[hr][-16:])
+    vae = AutoencoderKLWan.from_pretrained(resume) if resume else build_vae()
+    vae.to(dev).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=recipe.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(recipe.seed)
+    t0, step, hist = time.time(), 0, []
+    while step < recipe.max_steps and (time.time() - t0) < recipe.max_minutes * 60:
+        x = _batch(data_r, data_hr, recipe.batch_size, gen, dev)
+        lr = recipe.lr * min(1.0, (step + 1) / 100)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            post = vae.encode(x).latent_dist
+            rec = vae.decode(post.sample()).sample
+        rec_loss = F.l1_loss(rec.float(), x)
+        kl = 0.5 * (post.mean.float() ** 2 + post.var.float() - 1.0 - post.logvar.float()).mean()
+        loss = rec_loss + recipe.kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        hist.append((rec_loss.item(), kl.item()))
+        if step % recipe.log_every == 0:
+            rl, kk = np.mean(hist[-recipe.log_every :], 0)
+            print(f"vae step {step} l1 {rl:.4f} kl {kk:.3f} {time.time() - t0:.0f}s", flush=True)
+    vae.eval()
+    # Latent statistics (with the identity normalisation the model was built with).
+    vae.register_to_config(latents_mean=[0.0] * vae.config.z_dim, latents_std=[1.0] * vae.config.z_dim)
+    mu = encode_latents(vae, data_r[:512], normalize=False)
+    mean, std = latent_stats(mu)
+    vae.register_to_config(latents_mean=mean, latents_std=std)
+    metrics = {
+        "steps": step,
+        "minutes": (time.time() - t0) / 60,
+        "final_l1": float(np.mean([h[0] for h in hist[-100:]])),
+        "final_kl": float(np.mean([h[1] for h in hist[-100:]])),
+        "psnr_heldout_128": _heldout_psnr(vae, held_r, dev),
+        "psnr_heldout_288": _heldout_psnr(vae, held_hr, dev),
+        "latents_mean": mean,
+        "latents_std": std,
+    }
+    atomic_save_dir(out_dir, lambda d: vae.save_pretrained(d, safe_serialization=True))
+    return metrics
+
+
+@torch.no_grad()
+def _heldout_psnr(vae, videos_u8, dev, batch: int = 8) -> float:
+    vals = []
+    for i in range(0, len(videos_u8), batch):
+        x = _to_float(videos_u8[i : i + batch].to(dev))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            rec = vae.decode(vae.encode(x).latent_dist.mean).sample
+        vals.append(psnr(rec, x))
+    return float(np.mean(vals))
