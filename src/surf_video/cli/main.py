@@ -17,6 +17,7 @@ __all__ = ["build_parser", "main", "SUBCOMMANDS"]
 # Module names under surf_video.cli, in the order `surf --help` lists them.
 SUBCOMMANDS = [
     "generate",
+    "mini",
     "degrade",
     "cache_latents",
     "train",
