@@ -12,6 +12,7 @@ import functools
 import logging
 import random
 import threading
+from pathlib import Path
 
 try:
     import gradio as gr
@@ -138,8 +139,8 @@ def build_app(model: DemoModel, store: PreviewStore | None = None, max_previews:
         res = refine_preview(model, store, session, preview_id, target_size=size, refine_steps=refine_steps,
                              progress=reporter(progress), cancel=ev)
         seed = owned[preview_id]["seed"]
-        status = (f"Refined preview with seed {seed} to {res.height}x{res.width}, {res.num_frames} frames: "
-                  + format_timings(res.timings, device))
+        status = (f"Refined preview with seed {seed} to {res.height}x{res.width}, {res.num_frames} frames "
+                  f"(`{Path(res.video).name}`): " + format_timings(res.timings, device))
         return res.video, gr.update(value=res.video, interactive=True), status
 
     def on_cancel(request: gr.Request):
@@ -190,16 +191,17 @@ def build_app(model: DemoModel, store: PreviewStore | None = None, max_previews:
                          height=360)
         download = gr.DownloadButton("Download the refined video", interactive=False, elem_id="download")
 
+        # preprocess=False: the values reach jobs' own checks, whose messages name the input and what is
+        # allowed (Gradio's choice checks would answer a stale page after a restart with a list of ids)
         dice.click(lambda: random.randrange(2**31), outputs=seed, queue=False, api_name="random_seed")
         ev_preview = preview_btn.click(
             on_preview, [state, prompt, negative, seed, num, switch, renoise],
             [state, preview_status, pick, refine_btn] + videos, api_name="preview", concurrency_id="model",
-            concurrency_limit=CONCURRENCY_LIMIT,
+            concurrency_limit=CONCURRENCY_LIMIT, preprocess=False,
         )
         ev_refine = refine_btn.click(
             on_refine, [state, pick, size, refine_steps], [final, download, refine_status], api_name="refine",
-            concurrency_id="model",
-            concurrency_limit=CONCURRENCY_LIMIT,
+            concurrency_id="model", concurrency_limit=CONCURRENCY_LIMIT, preprocess=False,
         )
         cancel_btn.click(on_cancel, None, None, cancels=[ev_preview, ev_refine], queue=False,
                          api_name="cancel")
