@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_PIN)"
-	$(PY) -m pip install -q -e ".[test,train]"
+	$(PY) -m pip install -q -e ".[test,train,web]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -21,6 +21,7 @@ demo: setup
 	$(VENV)/bin/surf generate "a red circle moving right" --out out/demo.mp4 --seed 0
 
 test: setup
+	-bash .ci/setup-browser
 	$(PY) -m pytest -q -m "not slow" tests
 
 clean:
