@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ __all__ = [
     "run_high_low_high",
     "run_signature",
     "summarize",
+    "cpu_timing",
     "QUICK_OVERRIDES",
 ]
 
@@ -396,6 +397,45 @@ def _score(rep: dict, ref: dict, video: np.ndarray, ref_video: np.ndarray) -> di
     return out
 
 
+def _score_sample(task: tuple[str, dict[str, np.ndarray]]) -> tuple[dict, dict]:
+    """Scores every method's video of one sample against its reference (runs in a worker process).
+
+    Args:
+        task: ``(caption, {method: uint8 [T, P, P, 3]} plus "reference_full": the reference at R)``.
+
+    Returns:
+        ``(prompt adherence of the reference at R, {method: metrics})``.
+    """
+    caption, videos = task
+    ref_vid = videos["reference"]
+    ref = _scene(ref_vid, caption)
+    full = M.prompt_adherence(_scene(videos["reference_full"], caption))
+    scores = {}
+    for name, video in videos.items():
+        if name == "reference_full":
+            continue
+        rep = ref if name == "reference" else _scene(video, caption)
+        scores[name] = _score(rep, ref, video, ref_vid)
+    return full, scores
+
+
+def _pool(workers: int):
+    """A process pool for scoring, or None for in-process scoring.
+
+    Spawned, not forked: a fork after torch has started its OpenMP threads can hang the children.
+    """
+    if workers <= 1:
+        return None
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
 def _nanmean(x) -> float:
     x = np.asarray(x, dtype=np.float64)
     x = x[np.isfinite(x)]
@@ -416,7 +456,7 @@ def _flops_per_video(transformer_config, evals: dict, cfg: SignatureConfig, spat
 
 @torch.no_grad()
 def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, *, methods: list[str] | None = None,
-                  keep_examples: int = 2, progress: bool = True) -> dict:
+                  keep_examples: int = 2, progress: bool = True, workers: int = 0) -> dict:
     """Runs the benchmark.
 
     Args:
@@ -426,6 +466,7 @@ def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, 
         methods: run only these method names (the reference always runs).
         keep_examples: keep the middle frame of this many samples per method for a figure.
         progress: show a tqdm bar over batches.
+        workers: score in this many worker processes (0 or 1: in this process).
 
     Returns:
         ``{"config", "methods", "samples": [{"prompt", "seed", "method": {name: metrics+cost}}],
@@ -452,34 +493,42 @@ def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, 
     t_start = time.perf_counter()
     P = cfg.preview_size
     batches = [items[i : i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
-    for batch in tqdm(batches, desc="signature", disable=not progress):
-        caps = [p for p, _, _ in batch]
-        seeds = [_item_seed(s, i) for _, s, i in batch]
-        recs = [{"prompt": p, "seed": s, "prompt_index": i, "methods": {}} for p, s, i in batch]
-        ref_vid = ref_rep = None
-        for m in all_methods:
-            run = _run_method(surf, m, cfg, caps, seeds)
-            video = _decode_uint8(surf, run["latents"], cfg.batch_size)
-            evals = run["evals"] if isinstance(run["evals"], list) else [run["evals"]] * len(batch)
-            if m.name == "reference":
-                full = video
-                video = np.stack([M.resize_video(v, P) for v in video])
-                ref_vid = video
-                ref_rep = [_scene(v, c) for v, c in zip(video, caps)]
-                for r, v, c in zip(recs, full, caps):
-                    r["reference_full_size"] = M.prompt_adherence(_scene(v, c))
-            elif video.shape[2] != P:
-                video = np.stack([M.resize_video(v, P) for v in video])
-            for j, r in enumerate(recs):
-                rep = ref_rep[j] if m.name == "reference" else _scene(video[j], caps[j])
-                score = _score(rep, ref_rep[j], video[j], ref_vid[j])
-                score.update(forwards=float(sum(evals[j].values())), evals=evals[j],
-                             flops=_flops_per_video(tcfg, evals[j], cfg, a.spatial_factor, a.temporal_factor),
-                             seconds=run["seconds"], switch=_jsonable(run["switch"][j]))
-                r["methods"][m.name] = score
-                if len(samples) + j < keep_examples:
-                    examples.setdefault(m.name, []).append(video[j][video.shape[1] // 2])
-        samples += recs
+    pool = _pool(workers)
+    try:
+        for batch in tqdm(batches, desc="signature", disable=not progress):
+            caps = [p for p, _, _ in batch]
+            seeds = [_item_seed(s, i) for _, s, i in batch]
+            recs = [{"prompt": p, "seed": s, "prompt_index": i, "methods": {}} for p, s, i in batch]
+            videos: dict[str, np.ndarray] = {}
+            costs: dict[str, dict] = {}
+            for m in all_methods:  # sample every method first (accelerator), then score on CPU workers
+                run = _run_method(surf, m, cfg, caps, seeds)
+                video = _decode_uint8(surf, run["latents"], cfg.batch_size)
+                if m.name == "reference":
+                    videos["reference_full"] = video
+                if video.shape[2] != P:
+                    video = np.stack([M.resize_video(v, P) for v in video])
+                videos[m.name] = video
+                costs[m.name] = run
+            tasks = [(caps[j], {k: v[j] for k, v in videos.items()}) for j in range(len(batch))]
+            scored = list(pool.map(_score_sample, tasks)) if pool is not None else [_score_sample(t) for t in tasks]
+            for j, (r, (full_adherence, scores)) in enumerate(zip(recs, scored)):
+                r["reference_full_size"] = full_adherence
+                for m in all_methods:
+                    run = costs[m.name]
+                    ev = run["evals"][j] if isinstance(run["evals"], list) else run["evals"]
+                    scores[m.name].update(
+                        forwards=float(sum(ev.values())), evals=ev,
+                        flops=_flops_per_video(tcfg, ev, cfg, a.spatial_factor, a.temporal_factor),
+                        seconds=run["seconds"], switch=_jsonable(run["switch"][j]) if m.kind != "steps" else None)
+                    if len(samples) + j < keep_examples:
+                        v = videos[m.name][j]
+                        examples.setdefault(m.name, []).append(v[v.shape[0] // 2])
+                r["methods"] = scores
+            samples += recs
+    finally:
+        if pool is not None:
+            pool.shutdown()
     seconds = time.perf_counter() - t_start
     result = {
         "config": _jsonable(asdict(cfg)),
@@ -545,3 +594,36 @@ def summarize(samples: list[dict], method_names: list[str]) -> dict:
         full = [s["reference_full_size"]["all_correct"] for s in samples if "reference_full_size" in s]
         out["reference"]["prompt_all_correct_full_size"] = float(np.mean(full)) if full else float("nan")
     return out
+
+
+@torch.no_grad()
+def cpu_timing(surf, prompts: list[str], cfg: SignatureConfig, method_names: list[str] | None = None, *,
+               threads: int = 2, num_prompts: int = 4) -> dict:
+    """Measured CPU seconds per video of every method's denoising (text encoding included, decode excluded).
+
+    Runs each method once on the first ``num_prompts`` prompts (seed 0) in one batch on the CPU with
+    ``threads`` torch threads (``'auto'`` one video at a time, as in the benchmark), after one warm-up
+    forward. The pipeline is moved to the CPU and left there.
+
+    Returns:
+        ``{"threads", "num_prompts", "seconds_per_video": {name: s}, "projected_minutes": m}`` where ``m`` is the
+        denoising time of the whole configured run (all prompts x seeds) projected from these figures.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        surf.base.to("cpu")
+        surf.set_progress_bar_config(disable=True)
+        methods = [m for m in build_methods(cfg) if method_names is None or m.name in method_names
+                   or m.name == "reference"]
+        caps = list(prompts)[:num_prompts]
+        seeds = [_item_seed(0, i) for i in range(len(caps))]
+        small = replace(cfg, num_steps=1, k_values=(0, 1), surf_k=1, fewer_steps=(1,), hlh=None)
+        _run_method(surf, Method("warmup", "steps", steps=1, at_preview=False), small, caps[:1], seeds[:1])
+        out = {m.name: _run_method(surf, m, cfg, caps, seeds)["seconds"] for m in methods}
+    finally:
+        torch.set_num_threads(old)
+    n_videos = (cfg.num_prompts or len(prompts)) * len(cfg.seeds)
+    return {"threads": threads, "num_prompts": len(caps), "seconds_per_video": out,
+            "projected_minutes": sum(out.values()) * min(n_videos, len(prompts) * len(cfg.seeds)) / 60.0}
+

@@ -11,6 +11,8 @@ import numpy as np
 
 __all__ = [
     "write_results",
+    "load_results",
+    "save_examples",
     "markdown_table",
     "check_targets",
     "snr_vs_flow",
@@ -38,6 +40,24 @@ def write_results(result: dict, path: str | os.PathLike, extra: dict | None = No
     tmp.write_text(json.dumps(data, indent=1, allow_nan=True) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def load_results(path: str | os.PathLike, examples_npz: str | os.PathLike | None = None) -> dict:
+    """Reads a results JSON (and the example frames saved by :func:`save_examples`, when given)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"results: no file {p}")
+    result = json.loads(p.read_text())
+    if examples_npz is not None:
+        with np.load(examples_npz) as z:
+            result["examples"] = {k: z[k] for k in z.files}
+    return result
+
+
+def save_examples(result: dict, path: str | os.PathLike) -> Path:
+    """Saves the example frames (method -> uint8 [n, H, W, 3]) as an npz."""
+    np.savez_compressed(path, **result.get("examples", {}))
+    return Path(path)
 
 
 def _m(summary: dict, name: str, key: str) -> float:
@@ -73,15 +93,19 @@ def _k_label(result: dict, name: str) -> str:
 def markdown_table(result: dict) -> str:
     """One row per method: cost, layout, semantics and motion (means; IoU with its 95 % half-width)."""
     s = result["summary"]
-    head = ("| method | k / steps | forwards | GFLOPs / video | s / video | object IoU | fg IoU | SSIM | "
-            "attr. agree (ref) | prompt all-correct | track err (px) | direction agree |")
-    lines = [head, "|" + "---|" * 12]
+    cpu = (result.get("cpu_timing") or {}).get("seconds_per_video", {})
+    thr = (result.get("cpu_timing") or {}).get("threads")
+    head = ("| method | k / steps | forwards | GFLOPs / video | s / video | "
+            + (f"CPU s / video ({thr} threads) | " if cpu else "")
+            + "object IoU | fg IoU | SSIM | attr. agree (ref) | prompt all-correct | track err (px) | direction agree |")
+    lines = [head, "|" + "---|" * (13 if cpu else 12)]
     for m in result["methods"]:
         n = m["name"]
         iou = s[n]["iou"]
         lines.append(
             f"| {n} | {_k_label(result, n)} | {_fmt(_m(s, n, 'forwards'), 1)} | {_g(_m(s, n, 'flops') / 1e9)} | "
-            f"{_fmt(_m(s, n, 'seconds'), 3)} | {_fmt(iou['mean'])} ± {_fmt(iou['ci95'])} | "
+            f"{_fmt(_m(s, n, 'seconds'), 3)} | " + (f"{_fmt(cpu.get(n, float('nan')), 2)} | " if cpu else "")
+            + f"{_fmt(iou['mean'])} ± {_fmt(iou['ci95'])} | "
             f"{_fmt(_m(s, n, 'fg_iou'))} | {_fmt(_m(s, n, 'ssim'))} | {_fmt(_m(s, n, 'attr_agree_ref'))} | "
             f"{_fmt(100 * _m(s, n, 'prompt_all_correct'), 1)} % | {_fmt(_m(s, n, 'track_err_px'))} | "
             f"{_fmt(_m(s, n, 'dir_agree'))} |"
@@ -299,7 +323,7 @@ def render_section(result: dict, command: str, files: dict[str, str]) -> str:
         f"({len(result.get('prompts', [])) or '?'} prompts x {len(cfg['seeds'])} seed(s)), N = {cfg['num_steps']} steps, "
         f"R = {cfg['base_size']} px, P = {cfg['preview_size']} px, {cfg['num_frames']} frames, "
         f"CFG {cfg['guidance_scale']}, device {result['device']} ({result['torch_threads']} threads), "
-        f"{result['seconds_total'] / 60:.1f} min in all.",
+        f"{result['seconds_total'] / 60:.1f} min in all (sampling, decoding and scoring).",
         "",
         f"Command: `{command}`",
         "",
@@ -311,6 +335,12 @@ def render_section(result: dict, command: str, files: dict[str, str]) -> str:
         markdown_table(result),
         "",
     ]
+    ct = result.get("cpu_timing")
+    if ct:
+        lines += [f"CPU seconds: each method timed once on the CPU with {ct['threads']} torch threads on "
+                  f"{ct['num_prompts']} prompts (one batch; 'auto' one video at a time), denoising only. At these "
+                  f"figures the whole run's denoising would take {ct['projected_minutes']:.1f} min on "
+                  f"{ct['threads']} CPU threads (decode and scoring not included).", ""]
     snr = _snr_table(result)
     if snr:
         lines += ["'snr' against 'flow' per switch step:", "", snr, ""]

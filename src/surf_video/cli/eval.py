@@ -53,10 +53,18 @@ def register(subparsers) -> None:
     s.add_argument("--methods", default=None, help="run only these methods (comma separated; reference always)")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    s.add_argument("--workers", type=int, default=0, help="score videos in this many processes (0: in-process)")
     s.add_argument("--out", default="benchmarks/results/signature.json", help="result JSON")
     s.add_argument("--plots", default=None, help="folder for signature_*.png plots (default: the JSON's parent's parent)")
     s.add_argument("--readme", default=None, help="update the '## Signature retention' table in this README")
     s.add_argument("--label", default=None, help="model label written into the results (default: derived)")
+    s.add_argument("--cpu-timing", type=int, default=0, metavar="N",
+                   help="after the run, time every method on the CPU with --cpu-threads threads on N prompts")
+    s.add_argument("--cpu-threads", type=int, default=2)
+    s.add_argument("--no-plots", action="store_true", help="write the JSON only (e.g. where matplotlib is missing)")
+    s.add_argument("--examples-npz", default=None, help="also save the example frames here (for --report-only)")
+    s.add_argument("--report-only", default=None, metavar="JSON",
+                   help="no sampling: re-make plots and the README table from a results JSON (and --examples-npz)")
     s.set_defaults(func=_signature)
 
 
@@ -105,6 +113,8 @@ def _signature(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.report_only:
+        return _report(args, rep.load_results(args.report_only, args.examples_npz), Path(args.report_only))
     hlh = None if args.hlh.strip().lower() == "none" else _ints(args.hlh)
     if hlh is not None and len(hlh) != 2:
         raise ValueError(f"--hlh takes k1,k2 or 'none', got {args.hlh!r}")
@@ -129,13 +139,29 @@ def _signature(args: argparse.Namespace) -> int:
         prompts = sig.make_prompts(60)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     surf, label = _load(args)
-    result = sig.run_signature(surf, prompts, cfg, methods=methods)
+    result = sig.run_signature(surf, prompts, cfg, methods=methods, workers=args.workers)
     result["model"] = label
     result["prompts"] = prompts[: cfg.num_prompts] if cfg.num_prompts else prompts
     command = "surf eval signature " + shlex.join(_argv_tail()) if "signature" in sys.argv else "(run from Python)"
     result["command"] = command
+    if args.cpu_timing > 0:
+        result["cpu_timing"] = sig.cpu_timing(surf, result["prompts"], cfg, methods, threads=args.cpu_threads,
+                                              num_prompts=args.cpu_timing)
     out = Path(args.out)
     rep.write_results(result, out)
+    if args.examples_npz:
+        rep.save_examples(result, args.examples_npz)
+    return _report(args, result, out)
+
+
+def _report(args, result: dict, out: Path) -> int:
+    from surf_video.bench import signature_report as rep
+
+    command = result.get("command", "")
+    if args.no_plots:
+        print(rep.markdown_table(result))
+        print(f"wrote {out}")
+        return 0
     plots = Path(args.plots) if args.plots else out.parent.parent
     plots.mkdir(parents=True, exist_ok=True)
     stem = out.stem  # e.g. signature, signature_quick
