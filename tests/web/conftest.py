@@ -1,16 +1,9 @@
 """Fixtures of the web demo's tests: one tiny-wan model and one running app per test session."""
 
-import socket
-
 import pytest
+from webdemo_browser import free_port
 
 from surf_video.web.jobs import DemoModel, PreviewStore
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

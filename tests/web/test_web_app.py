@@ -1,6 +1,8 @@
 """The served app without a browser (gradio_client): sessions, concurrency, errors shown as messages."""
 
 import concurrent.futures as cf
+import time
+from pathlib import Path
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
@@ -60,3 +62,63 @@ def test_bad_input_gets_a_message_not_a_trace(server):
     _, ids, _ = preview(c, "a red circle", 0, 1)
     with pytest.raises(AppError, match="Target size: '40x40' is not supported.*32x32, 48x48, 64x64"):
         c.predict(ids[0], "40x40", 2, api_name="/refine")
+
+
+def test_cancel_stops_the_running_preview_and_frees_the_model(server, tiny_model):
+    url, _ = server
+    c = Client(url, verbose=False)
+    steps = tiny_model.call_defaults["num_inference_steps"]
+    tiny_model.call_defaults["num_inference_steps"] = 5000  # minutes of work unless cancelled
+    try:
+        job = c.submit("a red circle", "", 0, 1, "3", "flow", api_name="/preview")
+        t0 = time.monotonic()
+        while not tiny_model.lock.locked() and time.monotonic() - t0 < 60:
+            time.sleep(0.05)
+        assert tiny_model.lock.locked()
+        t1 = time.monotonic()
+        c.predict(api_name="/cancel")
+        assert tiny_model.lock.acquire(timeout=30)  # the job stopped after its current step
+        tiny_model.lock.release()
+        assert time.monotonic() - t1 < 30
+        with pytest.raises(Exception, match="cancelled|Cancelled"):
+            job.result(timeout=30)
+    finally:
+        tiny_model.call_defaults["num_inference_steps"] = steps
+    # the session works on after a cancel
+    status, ids, _ = preview(c, "a red circle", 0, 1)
+    assert status.startswith("1 preview(s)") and len(ids) == 1
+
+
+def test_cli_serves_the_app(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from webdemo_browser import free_port
+
+    from surf_video.cli.main import main
+
+    assert main(["web", "--port", "70000"]) == 2  # bad input: one line, no server
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2] / "src"),
+                                                       os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, "-m", "surf_video.cli.main", "web", "--base", "tiny-wan", "--port",
+                             str(port), "--store", str(tmp_path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, page = time.monotonic() + 120, ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert "SURF video demo" in page or "gradio" in page.lower(), proc.poll()
+        c = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        status, ids, _ = preview(c, "a red circle", 0, 1)
+        assert status.startswith("1 preview(s) of 16x16")
+        assert (tmp_path / c.session_hash / f"{ids[0]}.safetensors").is_file()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -5,7 +5,7 @@ import pytest
 
 from surf_video.io.video import read_video
 
-import browser
+import webdemo_browser as browser
 
 
 @pytest.fixture(scope="module")

@@ -71,9 +71,9 @@ def _user_errors(fn):
         except gr.Error:
             raise
         except JobCancelled as err:
-            raise gr.Error(f"{err} cancelled.", title="Cancelled") from None
+            raise gr.Error(f"{err} cancelled.", title="Cancelled", print_exception=False) from None
         except (ValueError, FileNotFoundError) as err:
-            raise gr.Error(str(err), title="Check the input") from None
+            raise gr.Error(str(err), title="Check the input", print_exception=False) from None
         except Exception as err:  # noqa: BLE001 - anything else is a server fault; log it, tell the page briefly
             logger.exception("surf web: %s failed", fn.__name__)
             raise gr.Error(f"The server failed ({type(err).__name__}); see its log. Try again.") from None

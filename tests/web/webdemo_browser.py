@@ -2,6 +2,7 @@
 test and by ``take_screenshot.py``."""
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_MS = 120_000
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (bound and released; the app binds it right after)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def ensure_chromium() -> str | None:
