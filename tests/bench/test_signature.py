@@ -170,6 +170,39 @@ def test_high_low_high_reduces_to_surf_and_to_the_plain_run(tiny_surf):
         _hlh(tiny_surf, 0, 3)
 
 
+@pytest.mark.parametrize("scheduler", ["euler", "unipc"])
+def test_branched_run_equals_separate_pipeline_calls(scheduler):
+    """One shared trajectory with branches == one SURFPipeline call per (form, k), and per video for 'auto'."""
+    from surf_video.pipelines.surf_pipeline import SURFPipeline
+    from surf_video.pipelines.tiny import tiny_wan_pipeline
+
+    surf = SURFPipeline.from_pipe(tiny_wan_pipeline(scheduler), base_size=(32, 32))
+    surf.set_progress_bar_config(disable=True)
+    prompts = ["a red circle moving left", "a big blue star spinning"]
+    seeds = [3, 4]
+    noise = sig._noise(seeds, (16, 2, 4, 4))
+    n = 5
+    common = dict(num_frames=5, num_inference_steps=n, guidance_scale=5.0, output_type="latent",
+                  max_sequence_length=16, base_height=32, base_width=32, preview_height=16, preview_width=16)
+    branches = [("flow", 2), ("paper", 2), ("snr", 3), ("snr", 1)]
+    out = sig.run_branched(surf, prompts, noise, seeds, num_steps=n, preview_size=16, guidance_scale=5.0,
+                           max_sequence_length=16, branches=branches, auto_forms=("snr",), auto_tol=0.5,
+                           min_switch_step=1)
+    ref = surf(prompts, switch_step=n, latents=noise, **common)
+    torch.testing.assert_close(out["reference"]["latents"], ref.latents, rtol=1e-4, atol=1e-4)
+    for form, k in branches:
+        got = out[(form, k)]
+        want = surf(prompts, switch_step=k, renoise=form, latents=noise, generator=sig._generators(seeds), **common)
+        torch.testing.assert_close(got["latents"], want.latents, rtol=1e-4, atol=1e-4)
+        assert got["evals"][0] == {"base": 2 * k, "preview": want.num_evaluations["stage1"]}
+    auto = out[("snr", "auto")]
+    for j in range(2):
+        want = surf(prompts[j], switch_step="auto", renoise="snr", auto_switch_tol=0.5, min_switch_step=1,
+                    latents=noise[j : j + 1], generator=sig._generators(seeds[j : j + 1]), **common)
+        assert auto["switch"][j] == want.switch_steps
+        torch.testing.assert_close(auto["latents"][j][None], want.latents, rtol=1e-4, atol=1e-4)
+
+
 # ---- harness ---------------------------------------------------------------------------------------------
 def test_config_and_prompt_errors(tmp_path):
     with pytest.raises(ValueError, match="k_values"):

@@ -36,9 +36,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..core.reshift import estimate_x0, renoise, resize_latent
-from ..core.schedule import restage_sigmas
 from . import metrics as M
+from .signature_sampling import (  # noqa: F401  (re-exported: the samplers the benchmark drives)
+    _generators,
+    _item_seed,
+    _noise,
+    run_branched,
+    run_high_low_high,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ __all__ = [
     "load_prompts",
     "transformer_flops",
     "run_high_low_high",
+    "run_branched",
     "run_signature",
     "summarize",
     "cpu_timing",
@@ -80,6 +86,9 @@ class SignatureConfig:
         guidance_scale, max_sequence_length: the base model's sampling settings.
         resize_mode: latent downscale of the switch.
         batch_size: videos per pipeline call.
+        share_prefix: run the reference and every SURF method from one trajectory (:func:`run_branched`;
+            equal to separate SURFPipeline calls, about half the compute); False: one SURFPipeline call per
+            method (``'auto'`` one video per call).
         seeds: seeds per prompt.
         num_prompts: use the first this many prompts (``None``: all).
     """
@@ -101,6 +110,7 @@ class SignatureConfig:
     max_sequence_length: int = 40
     resize_mode: str = "area"
     batch_size: int = 8
+    share_prefix: bool = True
     seeds: tuple[int, ...] = (0,)
     num_prompts: int | None = None
 
@@ -214,113 +224,13 @@ def transformer_flops(config, num_tokens: int, text_len: int, attention_products
 
 
 # ---- sampling --------------------------------------------------------------------------------------------
-def _scheduler(base_scheduler, num_steps: int, device, sigmas: torch.Tensor | None = None):
-    """A fresh flow-matching scheduler (empty solver history), optionally on a resumed stage's sigmas.
-
-    Same construction as SURFPipeline uses for Wan bases (its ``_fresh_scheduler``), kept here so the
-    benchmark's own loop does not depend on a private method.
-    """
-    sched = type(base_scheduler).from_config(base_scheduler.config)
-    sched.set_timesteps(num_steps, device=device)
-    if sigmas is not None:
-        ts_dtype = sched.timesteps.dtype
-        sched.sigmas = sigmas.to(sched.sigmas.device, sched.sigmas.dtype)
-        sched.timesteps = (sigmas[:-1] * sched.config.num_train_timesteps).to(sched.timesteps.device, ts_dtype)
-        sched.num_inference_steps = len(sched.timesteps)
-    sched.set_begin_index(0)
-    return sched
-
-
-@torch.no_grad()
-def run_high_low_high(surf, prompts: list[str], latents: torch.Tensor, generator, *, num_steps: int, k1: int, k2: int,
-                      preview_size: int, guidance_scale: float, max_sequence_length: int,
-                      resize_mode: str = "area") -> tuple[torch.Tensor, dict]:
-    """High-low-high sampling in the style of Bottleneck Sampling (Tian et al., 2025), Wan bases only.
-
-    Steps ``[0, k1)`` run at the latents' size R, ``[k1, k2)`` at the preview size and ``[k2, N)`` at R
-    again, all on the one N-step schedule. At each size change the last evaluation's clean estimate is
-    resized (``resize_mode`` down, bilinear up) and re-noised in the flow form with fresh noise at the
-    next step's sigma; the solver restarts. SURFPipeline cannot do this (its stages never grow), hence this
-    small loop over the pipeline's adapter. With ``k2 = N`` it is exactly SURF with ``renoise='flow'`` and
-    ``switch_step=k1`` (tested).
-
-    Args:
-        surf: a ``SURFPipeline`` around a ``WanPipeline``.
-        prompts: B captions.
-        latents: initial noise ``[B, C, F, h, w]`` at R.
-        generator: generator(s) of the fresh noise (a list of B, or one).
-        num_steps: N.
-        k1, k2: the switch steps, ``0 < k1 <= k2 <= N``.
-        preview_size: the middle stage's size in pixels (square).
-
-    Returns:
-        ``(final latents (at R unless k2 = N), info)`` with ``info['evals']`` (forward passes, CFG counted) per stage size
-        (``{'base': ..., 'preview': ...}``) and ``info['seconds']``.
-    """
-    a = surf.adapter
-    if a.name != "wan":
-        raise ValueError("run_high_low_high: only Wan bases are supported")
-    if not 0 < k1 <= k2 <= num_steps:
-        raise ValueError(f"run_high_low_high: need 0 < k1 <= k2 <= num_steps, got k1={k1}, k2={k2}, N={num_steps}")
-    t0 = time.perf_counter()
-    cond = a.encode(prompts, None, guidance_scale, 1, max_sequence_length)
-    per_eval = 2 if cond.do_cfg else 1
-    base_lat = tuple(latents.shape[-2:])
-    low_lat = (preview_size // a.spatial_factor, preview_size // a.spatial_factor)
-    sched = _scheduler(surf.base.scheduler, num_steps, a.device)
-    base_sigmas = sched.sigmas.clone()
-    stages = [(base_lat, 0, k1), (low_lat, k1, k2), (base_lat, k2, num_steps)]
-    stages = [s for s in stages if s[2] > s[1]]
-    z = latents.to(a.device, torch.float32)
-    evals = {"base": 0, "preview": 0}
-    step, last = 0, None
-    for si, (size, start, end) in enumerate(stages):
-        if si > 0:  # size change: re-noise the resized clean estimate at this stage's first sigma
-            mode = resize_mode if size[0] < last[0].shape[-2] else "bilinear"
-            x0 = resize_latent(estimate_x0(*last), size, mode)
-            sigmas = restage_sigmas(base_sigmas, start, end)
-            z = renoise(x0, float(sigmas[0]), _randn(x0, generator), "flow")
-            sched = _scheduler(surf.base.scheduler, num_steps, a.device, sigmas)
-            a.reset_cache()
-        for i, t in enumerate(sched.timesteps[: end - start]):
-            sigma = float(sched.sigmas[i])
-            v = a.predict(z, t, cond, step_index=step, sigma=sigma, num_steps=num_steps)
-            last = (z, sigma, v)
-            z = sched.step(v, t, z, return_dict=False)[0]
-            step += 1
-        evals["base" if size == base_lat else "preview"] += (end - start) * per_eval
-    if a.device.type == "cuda":
-        torch.cuda.synchronize()
-    return z, {"evals": evals, "seconds": time.perf_counter() - t0}
-
-
-def _randn(x: torch.Tensor, generator) -> torch.Tensor:
-    from diffusers.utils.torch_utils import randn_tensor
-
-    return randn_tensor(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-
-
-def _item_seed(seed: int, prompt_index: int) -> int:
-    return int(seed) * 1_000_003 + int(prompt_index)
-
-
-def _noise(item_seeds: list[int], shape: tuple[int, ...]) -> torch.Tensor:
-    """``[B, *shape]`` standard normal noise, item ``i`` drawn from ``Generator().manual_seed(item_seeds[i])``."""
-    return torch.cat([torch.randn((1, *shape), generator=torch.Generator().manual_seed(s)) for s in item_seeds])
-
-
-def _generators(item_seeds: list[int]) -> list[torch.Generator]:
-    # Seeded apart from the initial noise (offset) so the switch's fresh noise is a new draw.
-    return [torch.Generator().manual_seed(s + 7_777_777) for s in item_seeds]
-
-
 def _run_method(surf, m: Method, cfg: SignatureConfig, prompts: list[str], item_seeds: list[int]) -> dict:
     """Runs one method on a batch; returns final latents and per-video cost (forwards, FLOPs, seconds)."""
     a = surf.adapter
     sf = a.spatial_factor
     R, P, N = cfg.base_size, cfg.preview_size, cfg.num_steps
     c, f = a.latent_channels, (cfg.num_frames - 1) // a.temporal_factor + 1
-    base_noise = _noise(item_seeds, (c, f, R // sf, R // sf))
+    base_noise = _base_noise(surf, cfg, item_seeds)
     common = dict(negative_prompt=None, num_frames=cfg.num_frames, guidance_scale=cfg.guidance_scale,
                   output_type="latent", max_sequence_length=cfg.max_sequence_length, base_height=R, base_width=R,
                   preview_height=P, preview_width=P, resize_mode=cfg.resize_mode)
@@ -361,14 +271,39 @@ def _run_method(surf, m: Method, cfg: SignatureConfig, prompts: list[str], item_
     return {"latents": out.latents, "evals": evals, "seconds": seconds / b, "switch": switch}
 
 
+def _run_branched(surf, all_methods: list[Method], cfg: SignatureConfig, prompts: list[str],
+                  item_seeds: list[int]) -> dict:
+    """The reference and every SURF method of a batch from one shared trajectory (:func:`run_branched`)."""
+    surf_ms = [m for m in all_methods if m.kind == "surf"]
+    br = run_branched(
+        surf, prompts, _base_noise(surf, cfg, item_seeds), item_seeds, num_steps=cfg.num_steps,
+        preview_size=cfg.preview_size, guidance_scale=cfg.guidance_scale, max_sequence_length=cfg.max_sequence_length,
+        branches=[(m.form, m.k) for m in surf_ms if m.k != "auto"],
+        auto_forms=tuple(m.form for m in surf_ms if m.k == "auto"), auto_tol=cfg.auto_tol,
+        min_switch_step=cfg.min_switch_step, max_switch_step=cfg.max_switch_step, resize_mode=cfg.resize_mode)
+    runs = {"reference": br["reference"]}
+    runs.update({m.name: br[(m.form, m.k)] for m in surf_ms})
+    return runs
+
+
+def _base_noise(surf, cfg: SignatureConfig, item_seeds: list[int]) -> torch.Tensor:
+    a = surf.adapter
+    sf = a.spatial_factor
+    f = (cfg.num_frames - 1) // a.temporal_factor + 1
+    return _noise(item_seeds, (a.latent_channels, f, cfg.base_size // sf, cfg.base_size // sf))
+
+
 @torch.no_grad()
-def _decode_uint8(surf, latents: torch.Tensor, batch: int) -> np.ndarray:
-    """Decodes transformer-space latents to uint8 ``[B, T, H, W, 3]`` in chunks of ``batch``."""
+def _decode_uint8(surf, latents, batch: int) -> list[np.ndarray]:
+    """Decodes transformer-space latents (``[B, C, F, h, w]``, or a list of ``[C, F, h, w]`` of mixed sizes) to
+    uint8 videos ``[T, H, W, 3]``, in chunks of ``batch``."""
+    if isinstance(latents, (list, tuple)):
+        return [v for lat in latents for v in _decode_uint8(surf, lat[None], 1)]
     out = []
     for i in range(0, latents.shape[0], batch):
         v = surf.adapter.decode(latents[i : i + batch], "np")
-        out.append(np.clip(np.round(np.asarray(v) * 255.0), 0, 255).astype(np.uint8))
-    return np.concatenate(out)
+        out.extend(np.clip(np.round(np.asarray(v) * 255.0), 0, 255).astype(np.uint8))
+    return out
 
 
 def _scene(video: np.ndarray, caption: str) -> dict:
@@ -501,14 +436,13 @@ def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, 
             recs = [{"prompt": p, "seed": s, "prompt_index": i, "methods": {}} for p, s, i in batch]
             videos: dict[str, np.ndarray] = {}
             costs: dict[str, dict] = {}
+            runs = _run_branched(surf, all_methods, cfg, caps, seeds) if cfg.share_prefix else {}
             for m in all_methods:  # sample every method first (accelerator), then score on CPU workers
-                run = _run_method(surf, m, cfg, caps, seeds)
+                run = runs.get(m.name) or _run_method(surf, m, cfg, caps, seeds)
                 video = _decode_uint8(surf, run["latents"], cfg.batch_size)
                 if m.name == "reference":
-                    videos["reference_full"] = video
-                if video.shape[2] != P:
-                    video = np.stack([M.resize_video(v, P) for v in video])
-                videos[m.name] = video
+                    videos["reference_full"] = np.stack(video)
+                videos[m.name] = np.stack([M.resize_video(v, P) if v.shape[1] != P else v for v in video])
                 costs[m.name] = run
             tasks = [(caps[j], {k: v[j] for k, v in videos.items()}) for j in range(len(batch))]
             scored = list(pool.map(_score_sample, tasks)) if pool is not None else [_score_sample(t) for t in tasks]
