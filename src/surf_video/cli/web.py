@@ -42,8 +42,15 @@ def run(args) -> int:
         raise ValueError(str(err)) from None
     from ..web.jobs import DemoModel, PreviewStore
 
-    model = DemoModel.load(args.base, None if args.refiner == "none" else args.refiner, args.device, args.dtype,
-                           fps=args.fps)
+    try:
+        model = DemoModel.load(args.base, None if args.refiner == "none" else args.refiner, args.device, args.dtype,
+                               fps=args.fps)
+    except (ImportError, OSError) as err:
+        if args.base != "surf-mini":
+            raise
+        # the shipped weights are missing (e.g. a source checkout without assets): say what to do instead
+        raise ValueError(f"--base surf-mini: SURF-Mini could not be loaded ({err}); "
+                         "install its weights or try --base tiny-wan") from None
     if not model.target_sizes:
         logger.warning("surf web: no refiner loaded; previews work, Refine will say so")
     demo = build_app(model, PreviewStore(args.store), max_previews=args.max_previews)

@@ -154,7 +154,8 @@ def build_app(model: DemoModel, store: PreviewStore | None = None, max_previews:
             store.remove_session(state["session"])
 
     title = f"SURF video demo — {model.base}"
-    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+    # delete_cache: Gradio's copies of served videos older than 6 h go, checked hourly
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown(
             f"# {title}\n"
             f"SURF makes cheap **previews** ({ph}x{pw}, {frames} frames) in one batch; pick the one you like and "

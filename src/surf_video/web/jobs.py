@@ -366,7 +366,8 @@ def refine_preview(model: DemoModel, store: PreviewStore, session: str, preview_
         try:
             t0, c0 = time.perf_counter(), time.process_time()
             gen = torch.Generator(device=str(pipe.adapter.device)).manual_seed(int(meta.get("seed", 0)))
-            z = pipe.refine(latents, text, h, w, refine_steps=steps, generator=gen, output_type="latent")
+            z = pipe.refine(latents, text, h, w, refine_steps=steps, generator=gen, output_type="latent",
+                            max_sequence_length=int(model.call_defaults.get("max_sequence_length", 512)))
             t1 = time.perf_counter()
             with torch.no_grad():
                 frames = pipe.adapter.decode(z, "np")
