@@ -174,3 +174,16 @@ def test_shipped_recipes_load():
     assert [p.steps for p in big.phases] == [1000, 4000]
     assert big.degrade.pixel.first.kernel_size == [7, 21]  # loaded from degrade.yaml next to the recipe
     assert tiny.data.type == "synthetic" and tiny.total_steps == 100
+
+
+def test_bf16_autocast_and_gradient_checkpointing(tmp_path):
+    model = {"type": "refiner", "name": "refiner-tiny", "config": {"in_channels": 3, "out_channels": 3},
+             "gradient_checkpointing": True}
+    cfg = load_config(tiny_recipe(tmp_path / "bf", model=model, mixed_precision="bf16", phases=[{"steps": 2}]))
+    trainer = Trainer(cfg)
+    assert trainer.acc.mixed_precision == "bf16"
+    assert trainer.acc.unwrap_model(trainer.model).gradient_checkpointing
+    result = trainer.train()
+    assert result.step == 2 and torch.isfinite(torch.tensor(result.last_loss))
+    # master weights stay fp32 under autocast
+    assert all(p.dtype == torch.float32 for p in trainer.acc.unwrap_model(trainer.model).parameters())

@@ -159,6 +159,16 @@ def _lr_lambda(warmup: int, total: int, schedule: str):
     return f
 
 
+def _reset_accelerate_state_if(mixed_precision: str) -> None:
+    """accelerate keeps one process-wide state and refuses a second Accelerator with another
+    precision; in a single process (tests, notebooks, several trainings in a row) start afresh."""
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=True)
+
+
 class Trainer:
     """Trains a refiner from a :class:`TrainConfig`.
 
@@ -178,7 +188,10 @@ class Trainer:
         self.cfg = cfg
         # On a CPU-only host launched with several processes (torchrun / accelerate launch --multi_gpu),
         # accelerate only picks gloo multi-CPU when told cpu=True.
-        cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        single = int(os.environ.get("WORLD_SIZE", "1")) == 1
+        cpu = not torch.cuda.is_available() and not single
+        if accelerator is None and single:
+            _reset_accelerate_state_if(cfg.mixed_precision)
         self.acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu,
                                               gradient_accumulation_steps=cfg.optim.gradient_accumulation_steps)
         if cfg.cpu_threads is not None and self.acc.device.type == "cpu":
