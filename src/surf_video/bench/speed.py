@@ -354,11 +354,14 @@ def _env(cfg: SpeedConfig, peak) -> dict:
 
     import diffusers
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    commit = commit or os.environ.get("SURF_GIT_COMMIT", "")  # the device copy has no .git: the caller passes it
+    # A copy of the tree without .git (the GPU machine) gets the commit from the caller.
+    commit = os.environ.get("SURF_GIT_COMMIT", "")
+    if not commit:
+        try:
+            out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+            commit = out.stdout.strip() if out.returncode == 0 else ""
+        except (OSError, subprocess.SubprocessError):
+            commit = ""
     cuda = torch.device(cfg.device).type == "cuda"
     return {
         "gpu": torch.cuda.get_device_name() if cuda else platform.processor() or "cpu",

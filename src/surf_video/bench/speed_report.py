@@ -52,7 +52,7 @@ def _label(res: dict) -> str:
 
 def _base_tables(items: list[tuple[Path, dict]]) -> list[str]:
     lines = ["| model | target | frames | baseline (s) | SURF stage 1 | stage 2 | refine | SURF total (s) | speed-up "
-             "| paper | VAE decode (s) | result |", "|" + "---|" * 12]
+             "| paper | PFLOPs baseline / SURF (ratio) | VAE decode (s) | result |", "|" + "---|" * 13]
     util = ["| model | target | stage | latent [B,C,F,H,W] | forwards | s / forward | TFLOP/s | % of bf16 peak "
             "| how measured |", "|" + "---|" * 9]
     for path, res in items:
@@ -62,11 +62,13 @@ def _base_tables(items: list[tuple[Path, dict]]) -> list[str]:
             met = "-" if goal is None or res["config"].get("compile") or res["config"].get("batch_cfg") else (
                 "met" if run["speedup"] >= goal else "missed")
             dec = run.get("vae_decode", {}).get("seconds")
+            surf_pf = sum(x["flops"] for x in st.values()) / 1e15
             lines.append(
                 f"| [{_label(res)}]({path.as_posix()}) | {run['target']} ({run['height']}x{run['width']}) | {run['num_frames']} "
                 f"| {_s(b['seconds'])} | {_s(st['stage1']['seconds'])} | {_s(st['stage2']['seconds'])} "
                 f"| {_s(st['refine']['seconds'])} | {_s(run['surf_seconds'])} | **{run['speedup']:.1f}x** "
-                f"| {'-' if goal is None else f'>= {goal}x'} | {'-' if dec is None else _s(dec)} | {met} |")
+                f"| {'-' if goal is None else f'>= {goal}x'} | {b['flops'] / 1e15:,.0f} / {surf_pf:.1f} "
+                f"({b['flops'] / 1e15 / surf_pf:.1f}x) | {'-' if dec is None else _s(dec)} | {met} |")
             for name, s in (("baseline", b), ("SURF stage 1", st["stage1"]), ("SURF stage 2", st["stage2"]),
                             ("refiner", st["refine"])):
                 util.append(f"| {_label(res)} | {run['target']} | {name} | {s['latent_shape']} | {s['forwards']} "
@@ -137,17 +139,20 @@ def plot_result(result: dict, png: str | os.PathLike) -> Path | None:
 
     runs = result["runs"]
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False)
-    colors = {"stage1": "#4c72b0", "stage2": "#55a868", "refine": "#c44e52"}
+    colors = ["#8c8c8c", "#4c72b0", "#55a868", "#c44e52", "#333333"]
     for ax, run in zip(axes[0], runs):
-        ax.bar(0, run["baseline"]["seconds"], color="#8c8c8c", label="baseline")
-        bottom = 0.0
-        for k, s in run["surf"].items():
-            ax.bar(1, s["seconds"], bottom=bottom, color=colors[k], label=f"SURF {k}")
-            bottom += s["seconds"]
-        ax.set_xticks([0, 1], ["baseline", f"SURF ({run['speedup']:.1f}x)"])
-        ax.set_ylabel("transformer seconds")
-        ax.set_title(f"{result['model']} {run['target']} ({run['num_frames']} frames)")
-        ax.legend(fontsize=8)
+        st = run["surf"]
+        names = ["baseline", "SURF\nstage 1", "SURF\nstage 2", "SURF\nrefine", "SURF\ntotal"]
+        vals = [run["baseline"]["seconds"], st["stage1"]["seconds"], st["stage2"]["seconds"], st["refine"]["seconds"],
+                run["surf_seconds"]]
+        bars = ax.bar(range(len(vals)), vals, color=colors)
+        for bar, v in zip(bars, vals):  # log axis: print each value so small stages stay readable
+            ax.text(bar.get_x() + bar.get_width() / 2, v * 1.08, _s(v), ha="center", va="bottom", fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylim(min(vals) / 2, max(vals) * 3)
+        ax.set_xticks(range(len(vals)), names, fontsize=8)
+        ax.set_ylabel("transformer seconds (log scale)")
+        ax.set_title(f"{result['model']} {run['target']}, {run['num_frames']} frames: {run['speedup']:.1f}x")
     fig.suptitle(f"{result['env']['gpu']}, bf16, random weights")
     fig.tight_layout()
     png = Path(png)

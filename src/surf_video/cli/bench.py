@@ -69,7 +69,8 @@ def register(subparsers) -> None:
     r.add_argument("--results", default="benchmarks/results")
     r.add_argument("--readme", default="benchmarks/README.md")
     r.add_argument("--charts", default="benchmarks", help="folder for speed_<model>.png")
-    r.add_argument("--intro", default=None, help="a markdown file whose text opens the section")
+    r.add_argument("--intro", default="benchmarks/results/speed_notes.md",
+                   help="a markdown file whose text opens the section (skipped when missing)")
     r.set_defaults(func=_report)
 
 
@@ -132,7 +133,7 @@ def _empty_cache() -> None:
 def _report(args) -> int:
     from ..bench.speed_report import load_results, plot_result, update_readme
 
-    intro = Path(args.intro).read_text() if args.intro else ""
+    intro = Path(args.intro).read_text() if args.intro and Path(args.intro).exists() else ""
     for path, res in load_results(args.results):
         png = plot_result(res, Path(args.charts) / f"{path.stem}.png")
         if png:
