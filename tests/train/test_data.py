@@ -113,3 +113,13 @@ def test_collate():
              {"hr": torch.ones(3, 2, 4, 4), "caption": "b", "sample_id": 5}]
     b = collate(items)
     assert b["hr"].shape == (2, 3, 2, 4, 4) and b["caption"] == ["a", "b"] and b["sample_id"].tolist() == [4, 5]
+
+
+def test_world_renderer_as_procedural_source():
+    from surf_video.train.data import world_pair_sample
+
+    ds = ProceduralDataset(world_pair_sample, num_samples=2, num_frames=5, size=(32, 32))
+    a, b = ds[(1, 0, 0)], ds[(1, 3, 7)]
+    assert a["hr"].shape == a["lr"].shape == (3, 5, 32, 32)
+    torch.testing.assert_close(a["hr"], b["hr"], rtol=0, atol=0)  # a scene is fixed by its index
+    assert not torch.equal(a["hr"], a["lr"]) and a["caption"]

@@ -36,6 +36,7 @@ __all__ = [
     "VideoClipDataset",
     "ProceduralDataset",
     "synthetic_sample",
+    "world_pair_sample",
     "load_callable",
     "StepBatchSampler",
     "collate",
@@ -286,6 +287,30 @@ def synthetic_sample(index: int, rng: np.random.Generator, num_frames: int = 9, 
         fr[y : y + side, x : x + side] = _COLORS[color]
         frames.append(fr)
     return np.clip(np.stack(frames), 0, 255).astype(np.uint8), None, f"a {color} square moving {direction}"
+
+
+def world_pair_sample(index: int, rng: np.random.Generator, num_frames: int = 17, size: Sequence[int] = (64, 64),
+                      lr_scale: int = 2):
+    """The procedural world (``surf_video.world``) as an exact LR/HR source.
+
+    Scene ``index`` is rendered at ``size`` (HR) and at ``size / lr_scale``, the latter linearly
+    upsampled back to ``size`` (LR): the same scene, no synthetic degradation needed.
+    Use as ``data: {type: procedural, source: "surf_video.train.data:world_pair_sample"}``.
+    """
+    del rng  # a scene is fixed by its index
+    from surf_video.world.captions import caption_of
+    from surf_video.world.render import render_scene
+    from surf_video.world.scene import sample_scene
+
+    h, w = int(size[0]), int(size[1])
+    scene = sample_scene(int(index), num_frames=num_frames)
+    hr, _ = render_scene(scene, (h, w), num_frames=num_frames, with_truth=False)
+    low, _ = render_scene(scene, (max(h // lr_scale, 1), max(w // lr_scale, 1)), num_frames=num_frames,
+                          with_truth=False)
+    x = torch.from_numpy(np.ascontiguousarray(low)).permute(0, 3, 1, 2).float()
+    lr = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    lr = lr.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    return hr, lr, caption_of(scene)
 
 
 class StepBatchSampler(torch.utils.data.Sampler):

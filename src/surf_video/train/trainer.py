@@ -311,8 +311,12 @@ class Trainer:
             w.writerow(row)
         if self.cfg.logging.tensorboard:
             if self._tb is None:
-                from torch.utils.tensorboard import SummaryWriter
-
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:  # tensorboard is the optional [train] extra
+                    logger.warning("tensorboard is not installed (pip install surf-video[train]); CSV log only")
+                    self.cfg.logging.tensorboard = False
+                    return
                 self._tb = SummaryWriter(str(self.out / "logs" / "tensorboard"))
             for k in ("loss", "lr", "grad_norm", "samples_per_s"):
                 self._tb.add_scalar(f"train/{k}", row[k], row["step"])
