@@ -143,3 +143,15 @@ def test_cli_rejects_bad_arguments(tmp_path):
 
     assert main(["bench", "speed", "--target", "4k", "--device", "cpu"]) == 2
     assert main(["bench", "speed", "--switch-step", "60", "--device", "cpu"]) == 2
+
+
+def test_batched_cfg_row_runs_one_forward_of_two_per_step(tmp_path):
+    assert _run_cli(tmp_path, "--model", "wan-tiny", "--target-size", "64x96", "--base-size", "64x96",
+                    "--preview-size", "32x48", "--num-frames", "5", "--batch-cfg") == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    run = res["runs"][0]
+    assert res["config"]["batch_cfg"] is True
+    assert run["baseline"]["forwards"] == 50 and run["baseline"]["latent_shape"][0] == 2
+    assert run["surf"]["stage2"]["forwards"] == 30 and run["surf"]["refine"]["latent_shape"][0] == 1
+    one = F.wan_forward_flops(WAN_TINY, F.PatchGrid(2, 4, 6), 512)["total"]
+    assert run["baseline"]["flops_per_forward"] == 2 * one  # a batch of 2 costs two samples' FLOPs
