@@ -75,6 +75,9 @@ def test_cancel_stops_the_running_preview_and_frees_the_model(server, tiny_model
         while not tiny_model.lock.locked() and time.monotonic() - t0 < 60:
             time.sleep(0.05)
         assert tiny_model.lock.locked()
+        Client(url, verbose=False).predict(api_name="/cancel")  # another session's Cancel leaves this job alone
+        time.sleep(1.5)  # dozens of steps
+        assert tiny_model.lock.locked() and not job.done()
         t1 = time.monotonic()
         c.predict(api_name="/cancel")
         assert tiny_model.lock.acquire(timeout=30)  # the job stopped after its current step

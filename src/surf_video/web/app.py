@@ -8,6 +8,7 @@ that both cancels the Gradio event and stops the model between steps) and error 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -37,7 +38,7 @@ __all__ = ["build_app", "launch", "format_timings", "new_session_state", "CONCUR
 #: jobs that run the model at once (per event, previews and refinements share it): the CPU has few cores
 #: and the model is shared, so one at a time, the rest wait in Gradio's queue and see their position
 CONCURRENCY_LIMIT = 1
-_STAGE_NAMES = {"text": "text encoder", "refine": "refiner", "decode": "VAE decode", "write": "video write"}
+_STAGE_NAMES = {"text": "text encoder", "refine": "prompt + refiner", "decode": "VAE decode", "write": "video write"}
 
 
 def format_timings(timings: dict[str, float], device: str) -> str:
@@ -84,18 +85,26 @@ def _user_errors(fn):
 def build_app(model: DemoModel, store: PreviewStore | None = None, max_previews: int = MAX_PREVIEWS):
     """Builds the Blocks app around a loaded model. ``store`` defaults to a fresh temporary folder."""
     store = store or PreviewStore()
-    cancels: dict[str, threading.Event] = {}
+    # per session, the cancel flags of its running and queued jobs: Cancel sets them all
+    cancels: dict[str, set[threading.Event]] = {}
+    cancels_lock = threading.Lock()
     device = str(model.pipe.adapter.device)
     steps = model.num_inference_steps
     sizes = [size_label(s) for s in model.target_sizes]
     ph, pw = model.preview_size
     frames = model.call_defaults.get("num_frames")
 
-    def start_job(request) -> tuple[str, threading.Event]:
-        session = request.session_hash
-        ev = threading.Event()
-        cancels[session] = ev
-        return session, ev
+    @contextlib.contextmanager
+    def job(request):
+        """Yields ``(session, cancel flag)`` for one job of the page that sent ``request``."""
+        session, ev = request.session_hash, threading.Event()
+        with cancels_lock:
+            cancels.setdefault(session, set()).add(ev)
+        try:
+            yield session, ev
+        finally:
+            with cancels_lock:
+                cancels.get(session, set()).discard(ev)
 
     def reporter(progress):
         return lambda i, n, desc: progress((i, n), desc=f"{desc}: step {i} of {n}")
@@ -103,12 +112,12 @@ def build_app(model: DemoModel, store: PreviewStore | None = None, max_previews:
     @_user_errors
     def on_preview(state, prompt, negative, seed, num, switch, renoise, request: gr.Request,
                    progress=gr.Progress()):
-        session, ev = start_job(request)
-        state = dict(state or new_session_state(), session=session)
         progress((0, steps), desc="Preview: encoding the prompt")
-        batch = make_previews(model, store, session, prompt, negative_prompt=negative, seed=seed, num_previews=num,
-                              switch_step=switch, renoise=renoise, progress=reporter(progress), cancel=ev,
-                              max_previews=max_previews)
+        with job(request) as (session, ev):
+            batch = make_previews(model, store, session, prompt, negative_prompt=negative, seed=seed,
+                                  num_previews=num, switch_step=switch, renoise=renoise, progress=reporter(progress),
+                                  cancel=ev, max_previews=max_previews)
+        state = dict(state or new_session_state(), session=session)
         previews = dict(state["previews"])
         for rec in batch.previews:
             previews[rec.id] = {"seed": rec.seed, "prompt": rec.prompt, "video": rec.video}
@@ -134,24 +143,26 @@ def build_app(model: DemoModel, store: PreviewStore | None = None, max_previews:
         if preview_id not in owned:
             raise ValueError(f"Preview {preview_id} does not belong to this page's session (the server may have "
                              "restarted); make new previews.")
-        session, ev = start_job(request)
-        progress((0, int(refine_steps or 1)), desc="Refine: loading the preview")
-        res = refine_preview(model, store, session, preview_id, target_size=size, refine_steps=refine_steps,
-                             progress=reporter(progress), cancel=ev)
+        progress((0, 1), desc="Refine: loading the preview")
+        with job(request) as (session, ev):
+            res = refine_preview(model, store, session, preview_id, target_size=size, refine_steps=refine_steps,
+                                 progress=reporter(progress), cancel=ev)
         seed = owned[preview_id]["seed"]
         status = (f"Refined preview with seed {seed} to {res.height}x{res.width}, {res.num_frames} frames "
                   f"(`{Path(res.video).name}`): " + format_timings(res.timings, device))
         return res.video, gr.update(value=res.video, interactive=True), status
 
     def on_cancel(request: gr.Request):
-        ev = cancels.get(request.session_hash)
-        if ev is not None:
-            ev.set()
+        with cancels_lock:
+            for ev in cancels.get(request.session_hash, ()):
+                ev.set()
         gr.Info("Cancelling: the job stops after its current step.")
 
     def remove_session(state):
         if state and state.get("session"):
             store.remove_session(state["session"])
+            with cancels_lock:
+                cancels.pop(state["session"], None)
 
     title = f"SURF video demo — {model.base}"
     # delete_cache: Gradio's copies of served videos older than 6 h go, checked hourly
