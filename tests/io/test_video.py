@@ -66,3 +66,13 @@ def test_errors(tmp_path):
         write_video(tmp_path / "x.mp4", np.zeros((2, 4, 4), np.uint8))
     with pytest.raises(ValueError, match="path"):
         write_video(tmp_path / "x.xyz", _clip())
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".webm"])
+def test_seek_matches_linear_decode(tmp_path, ext):
+    frames = _clip(t=100, h=16, w=16)
+    frames[:, 0, 0, 0] = np.arange(100)  # distinct frames
+    path = write_video(tmp_path / f"long{ext}", frames, fps=10, keyframe_interval=10)
+    everything = read_video(path)
+    for start in (32, 47, 50, 95):
+        np.testing.assert_array_equal(read_video(path, max_frames=3, start=start), everything[start : start + 3])

@@ -55,8 +55,11 @@ def _decode(container: av.container.InputContainer, max_frames: int | None, star
         raise ValueError("file has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    out = []
-    for i, frame in enumerate(container.decode(stream)):
+    out: list[np.ndarray] = []
+    frames = _seek_frames(container, stream, start) if start >= _SEEK_MIN else None
+    if frames is None:
+        frames = ((i, f) for i, f in enumerate(container.decode(stream)))
+    for i, frame in frames:
         if i < start:
             continue
         out.append(frame.to_ndarray(format="rgb24"))
@@ -65,6 +68,49 @@ def _decode(container: av.container.InputContainer, max_frames: int | None, star
     if not out:
         raise ValueError("video has no decodable frames")
     return np.stack(out)
+
+
+# Below this start frame a linear decode is as cheap as a seek and needs no timestamps.
+_SEEK_MIN = 32
+
+
+def _seek_frames(container, stream, start: int):
+    """Seek to the keyframe before frame ``start`` and yield ``(frame index, frame)`` from there.
+
+    Frame indices come from timestamps (constant frame rate assumed). Returns ``None`` when the
+    stream has no usable rate / timestamps (then the caller decodes linearly from the start).
+    """
+    rate = stream.average_rate or stream.guessed_rate
+    if not rate or not stream.time_base or container.format.name == "gif":
+        return None
+    t0 = stream.start_time or 0
+    # aim one frame early so rounding never lands past the wanted frame
+    target = t0 + int((start - 1) / float(rate) / float(stream.time_base))
+    try:
+        container.seek(max(target, t0), backward=True, any_frame=False, stream=stream)
+    except av.error.FFmpegError:
+        container.seek(0)
+        return None
+    it = container.decode(stream)
+    try:
+        first = next(it)
+    except StopIteration:
+        return None
+    if first.pts is None:
+        container.seek(0)
+        return None
+
+    def index(frame) -> int:
+        return int(round(float((frame.pts - t0) * stream.time_base) * float(rate)))
+
+    def gen():
+        yield index(first), first
+        for f in it:
+            if f.pts is None:
+                raise ValueError("frame without timestamp after a seek")
+            yield index(f), f
+
+    return gen()
 
 
 def read_video(path: str | os.PathLike, max_frames: int | None = None, start: int = 0) -> np.ndarray:
@@ -117,7 +163,8 @@ def read_video_frames(folder: str | os.PathLike, max_frames: int | None = None, 
     return np.stack(frames)
 
 
-def _encode(container, frames: np.ndarray, fps: float, codec: str, pix_fmt: str, crf: int | None) -> None:
+def _encode(container, frames: np.ndarray, fps: float, codec: str, pix_fmt: str, crf: int | None,
+            keyframe_interval: int | None = None) -> None:
     t, h, w, _ = frames.shape
     stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
     stream.width, stream.height = w, h
@@ -126,6 +173,8 @@ def _encode(container, frames: np.ndarray, fps: float, codec: str, pix_fmt: str,
         stream.options = {"crf": str(23 if crf is None else int(crf)), "preset": "veryfast"}
     elif codec == "libvpx-vp9":
         stream.options = {"crf": str(32 if crf is None else int(crf)), "b": "0", "deadline": "realtime", "cpu-used": "8"}
+    if keyframe_interval:
+        stream.options = {**stream.options, "g": str(int(keyframe_interval))}
     for i in range(t):
         frame = av.VideoFrame.from_ndarray(frames[i], format="rgb24")
         for packet in stream.encode(frame):
@@ -152,7 +201,8 @@ def _even(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 16, crf: int | None = None) -> Path:
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 16, crf: int | None = None,
+                keyframe_interval: int | None = None) -> Path:
     """Write RGB frames to a video file; the container comes from the extension.
 
     Args:
@@ -160,6 +210,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 16, cr
         frames: ``np.uint8 [T, H, W, 3]``. Odd sizes are padded by one edge pixel for H.264/VP9.
         fps: frames per second (> 0).
         crf: constant rate factor for H.264/VP9 (lower is better quality); default 23 / 32.
+        keyframe_interval: frames between keyframes (H.264/VP9; default: the codec's).
 
     Returns:
         The written path. The file is written to a temporary name and renamed, so a crash
@@ -182,7 +233,7 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 16, cr
             _write_gif(tmp, frames, fps)
         else:
             with av.open(str(tmp), mode="w") as container:
-                _encode(container, frames, fps, codec, pix_fmt, crf)
+                _encode(container, frames, fps, codec, pix_fmt, crf, keyframe_interval)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
