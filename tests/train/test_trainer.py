@@ -187,3 +187,23 @@ def test_bf16_autocast_and_gradient_checkpointing(tmp_path):
     assert result.step == 2 and torch.isfinite(torch.tensor(result.last_loss))
     # master weights stay fp32 under autocast
     assert all(p.dtype == torch.float32 for p in trainer.acc.unwrap_model(trainer.model).parameters())
+
+
+def test_init_from_wan_copies_weights(tmp_path):
+    from diffusers import WanTransformer3DModel
+
+    from surf_video.train.trainer import build_model
+    from surf_video.train.config import ModelConfig
+
+    torch.manual_seed(0)
+    wan = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=3,
+                                out_channels=3, text_dim=16, freq_dim=32, ffn_dim=32, num_layers=2)
+    wan.save_pretrained(tmp_path / "pipe" / "transformer")
+    refiner = build_model(ModelConfig(type="refiner", init_from_wan=str(tmp_path / "pipe"), temporal_window_size=2))
+    assert type(refiner).__name__ == "RefinerTransformer3DModel" and refiner.config.temporal_window_size == 2
+    ref_state = refiner.state_dict()
+    for k, v in wan.state_dict().items():
+        torch.testing.assert_close(ref_state[k], v, rtol=0, atol=0)
+    cfg = load_config(tiny_recipe(tmp_path / "w", model={"type": "refiner", "init_from_wan": str(tmp_path / "pipe"),
+                                                         "temporal_window_size": 2}, phases=[{"steps": 1}]))
+    assert Trainer(cfg).train().step == 1
