@@ -207,3 +207,23 @@ def test_init_from_wan_copies_weights(tmp_path):
     cfg = load_config(tiny_recipe(tmp_path / "w", model={"type": "refiner", "init_from_wan": str(tmp_path / "pipe"),
                                                          "temporal_window_size": 2}, phases=[{"steps": 1}]))
     assert Trainer(cfg).train().step == 1
+
+
+def test_procedural_source_and_text_callables(tmp_path):
+    import numpy as np
+
+    seen = []
+
+    def sample(index, rng):
+        hr = np.full((3, 8, 8, 3), 40 * index, np.uint8)
+        return hr, np.clip(hr.astype(int) + 20, 0, 255).astype(np.uint8), f"scene {index}"
+
+    def text(captions, device=None):
+        seen.extend(captions)
+        return torch.ones(len(captions), 2, 16, device=device)
+
+    cfg = load_config(tiny_recipe(tmp_path / "p", data={"type": "procedural", "source": "unused:unused",
+                                                        "num_samples": 3, "num_frames": 3, "size": [8, 8]},
+                                  phases=[{"steps": 2}]))
+    assert Trainer(cfg, sample_fn=sample, text_encoder=text).train().step == 2
+    assert len(seen) == 8 and set(seen) <= {"scene 0", "scene 1", "scene 2"}

@@ -146,7 +146,8 @@ class EncoderConfig:
 class TextConfig:
     """Caption -> embeddings ``[L, dim]``. ``hash`` (a fixed seeded table over UTF-8 bytes; no
     download, for tests), ``t5`` (a transformers UMT5/T5 encoder folder at ``path``), ``cached``
-    (embeddings stored by ``surf cache-latents``) or ``none`` (zeros)."""
+    (embeddings stored by ``surf cache-latents``), ``callable`` (``path`` = ``"module:factory"``;
+    ``factory()`` returns ``f(captions, device=None) -> [B, L, D]``) or ``none`` (zeros)."""
 
     type: str = "hash"
     path: str | None = None
@@ -154,8 +155,10 @@ class TextConfig:
     max_length: int = 16
 
     def validate(self) -> None:
-        if self.type not in ("hash", "t5", "cached", "none"):
-            raise ValueError(f"text.type must be hash, t5, cached or none, got {self.type!r}")
+        if self.type not in ("hash", "t5", "cached", "callable", "none"):
+            raise ValueError(f"text.type must be hash, t5, cached, callable or none, got {self.type!r}")
+        if self.type in ("t5", "callable") and not self.path:
+            raise ValueError(f"text.path is required for text.type={self.type!r}")
 
 
 @dataclass

@@ -88,7 +88,9 @@ def build_text_encoder(cfg: TextConfig, text_dim: int | None = None):
     if cfg.type == "none":
         return ZeroTextEncoder(dim)
     if cfg.type == "t5":
-        if not cfg.path:
-            raise ValueError("text.path is required for text.type='t5'")
         return T5TextEncoder(cfg.path, cfg.max_length)
+    if cfg.type == "callable":
+        from surf_video.train.data import load_callable
+
+        return load_callable(cfg.path)()
     return None

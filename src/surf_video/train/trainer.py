@@ -178,10 +178,11 @@ class Trainer:
         accelerator: an ``accelerate.Accelerator`` (default: built from ``cfg``).
         on_step_end: called with the global step after each optimizer step (tests use it to
             simulate a crash).
+        text_encoder: ``f(captions, device=None) -> [B, L, D]`` (overrides ``text``).
     """
 
     def __init__(self, cfg: TrainConfig, sample_fn: Callable | None = None, accelerator=None,
-                 on_step_end: Callable[[int], None] | None = None):
+                 on_step_end: Callable[[int], None] | None = None, text_encoder: Callable | None = None):
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -216,7 +217,7 @@ class Trainer:
         self.latent_data = cfg.data.type == "latents"
         enc_needed = not self.latent_data or cfg.validation.every > 0
         self.encoder = build_encoder(cfg.encoder, self.acc.device) if enc_needed else None
-        self.text_encoder = build_text_encoder(cfg.text, self.text_dim)
+        self.text_encoder = text_encoder or build_text_encoder(cfg.text, self.text_dim)
         self.global_batch = cfg.batch_size * self.acc.num_processes
         self.step = 0
         self._csv_path = self.out / "logs" / "train.csv"
