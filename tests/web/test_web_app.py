@@ -59,6 +59,8 @@ def test_bad_input_gets_a_message_not_a_trace(server):
         preview(c, "a red circle", 0, 9)
     with pytest.raises(AppError, match="Switch step: 'auto' or a whole number from 0 to 8"):
         preview(c, "a red circle", 0, 2, "99")
+    status, _, _ = preview(c, "a red circle", 0, 1, "8")  # all 8 steps at the base size: the preview is 32x32
+    assert status.startswith("1 preview(s) of 32x32, 5 frames, switch step [8]")
     _, ids, _ = preview(c, "a red circle", 0, 1)
     with pytest.raises(AppError, match="Target size: '40x40' is not supported.*32x32, 48x48, 64x64"):
         c.predict(ids[0], "40x40", 2, api_name="/refine")

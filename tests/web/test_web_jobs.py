@@ -87,7 +87,7 @@ def test_previews_are_one_batch_seeded_per_item_and_stored(tiny_model, store):
     # one batched call: each of the 8 steps makes 2 passes (Wan's two-pass guidance), each with all 3 previews
     assert calls == [3] * 16
     assert steps == [(i, 8) for i in range(1, 9)]
-    assert [r.seed for r in batch.previews] == [5, 6, 7] and batch.switch_steps == [3]
+    assert [r.seed for r in batch.previews] == [5, 6, 7] and batch.switch_steps == [3] and batch.shape == (5, 16, 16)
     assert {"text", "stage0", "stage1", "decode", "total", "process_cpu"} <= set(batch.timings)
     for rec in batch.previews:
         assert read_video(rec.video).shape == (5, 16, 16, 3)

@@ -130,7 +130,8 @@ def build_app(model: DemoModel, store: PreviewStore | None = None, max_previews:
             else:
                 videos.append(gr.update(value=None, visible=False))
         choices = [(f"Preview {i + 1} · seed {r.seed}", r.id) for i, r in enumerate(batch.previews)]
-        status = (f"{len(batch.previews)} preview(s) of {ph}x{pw}, switch step {batch.switch_steps}: "
+        nf, bh, bw = batch.shape
+        status = (f"{len(batch.previews)} preview(s) of {bh}x{bw}, {nf} frames, switch step {batch.switch_steps}: "
                   + format_timings(batch.timings, device))
         return [state, status, gr.update(choices=choices, value=choices[0][1], interactive=True),
                 gr.update(interactive=True)] + videos

@@ -236,9 +236,13 @@ class PreviewRecord:
 
 @dataclass
 class PreviewBatch:
+    """What one Preview click made: the stored previews, per-stage seconds, the switch step(s) used and the
+    previews' ``(frames, height, width)`` (the base size when the switch step is the last step)."""
+
     previews: list[PreviewRecord]
     timings: dict[str, float]
     switch_steps: list[int]
+    shape: tuple[int, int, int] = (0, 0, 0)
 
 
 @dataclass
@@ -334,7 +338,8 @@ def make_previews(model: DemoModel, store: PreviewStore, session: str, prompt: s
         timings["write"] = time.perf_counter() - t1
         timings["total"] = time.perf_counter() - t0
         timings["process_cpu"] = time.process_time() - c0
-    return PreviewBatch(records, timings, list(result.switch_steps))
+    f, h, w = result.frames.shape[1:4]
+    return PreviewBatch(records, timings, list(result.switch_steps), (int(f), int(h), int(w)))
 
 
 def refine_preview(model: DemoModel, store: PreviewStore, session: str, preview_id: str, *, target_size,
