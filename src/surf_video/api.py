@@ -179,7 +179,7 @@ def load_preview(path: str | os.PathLike) -> tuple[torch.Tensor, dict]:
 
 def refine_preview(pipe: SURFPipeline, preview: str | os.PathLike, out: str | os.PathLike, *, height: int, width: int,
                    prompt: str | None = None, refine_steps: int = 10, seed: int = 0, fps: int = 16,
-                   vae_tiling: bool = False) -> dict:
+                   vae_tiling: bool = False, max_sequence_length: int = 512) -> dict:
     """Refines a saved preview (``surf preview`` output) to ``height x width`` and writes the video."""
     from .io.video import write_video
 
@@ -188,14 +188,16 @@ def refine_preview(pipe: SURFPipeline, preview: str | os.PathLike, out: str | os
     if not prompt:
         raise ValueError("prompt: the preview file holds no prompt; pass --prompt")
     frames = pipe.refine(latents, prompt, height, width, refine_steps=refine_steps, output_type="np",
-                         generator=_generator(seed, str(pipe.adapter.device)), vae_tiling=vae_tiling)
+                         generator=_generator(seed, str(pipe.adapter.device)), vae_tiling=vae_tiling,
+                         max_sequence_length=max_sequence_length)
     video = to_uint8(frames[0])
     write_video(out, video, fps=fps)
     return {"out": str(out), "frames": int(video.shape[0]), "height": int(video.shape[1]), "width": int(video.shape[2])}
 
 
 def upscale_video(pipe: SURFPipeline, video_path: str | os.PathLike, out: str | os.PathLike, *, height: int, width: int,
-                  prompt: str = "", refine_steps: int = 10, seed: int = 0, fps: int = 16, vae_tiling: bool = False) -> dict:
+                  prompt: str = "", refine_steps: int = 10, seed: int = 0, fps: int = 16, vae_tiling: bool = False,
+                  max_sequence_length: int = 512) -> dict:
     """Refines an existing low-resolution video (the paper's video super-resolution use, Table 3).
 
     Encodes the video with the base VAE, upsamples its latent to ``height x width`` and runs the refiner.
@@ -218,7 +220,8 @@ def upscale_video(pipe: SURFPipeline, video_path: str | os.PathLike, out: str | 
     with torch.no_grad():
         latents = a.encode_video(x)
     frames_out = pipe.refine(latents, prompt or "a video", height, width, refine_steps=refine_steps, output_type="np",
-                             generator=_generator(seed, str(a.device)), vae_tiling=vae_tiling)
+                             generator=_generator(seed, str(a.device)), vae_tiling=vae_tiling,
+                             max_sequence_length=max_sequence_length)
     video = to_uint8(frames_out[0])
     write_video(out, video, fps=fps)
     return {"out": str(out), "frames": int(video.shape[0]), "height": int(video.shape[1]), "width": int(video.shape[2])}

@@ -114,12 +114,18 @@ def _preview(args) -> int:
     return 0
 
 
+def _max_seq(base: str) -> int:
+    from ..api import defaults_for
+
+    return int(defaults_for(base).get("max_sequence_length", 512))
+
+
 def _refine(args) -> int:
     from ..api import refine_preview
 
     summary = refine_preview(_load(args), args.preview, args.out, height=args.height, width=args.width,
                              prompt=args.prompt, refine_steps=args.refine_steps, seed=args.seed, fps=args.fps,
-                             vae_tiling=args.vae_tiling)
+                             vae_tiling=args.vae_tiling, max_sequence_length=_max_seq(args.base))
     print(json.dumps(summary))
     return 0
 
@@ -129,7 +135,7 @@ def _upscale(args) -> int:
 
     summary = upscale_video(_load(args), args.input, args.out, height=args.height, width=args.width,
                             prompt=args.prompt, refine_steps=args.refine_steps, seed=args.seed, fps=args.fps,
-                            vae_tiling=args.vae_tiling)
+                            vae_tiling=args.vae_tiling, max_sequence_length=_max_seq(args.base))
     print(json.dumps(summary))
     return 0
 
