@@ -81,6 +81,15 @@ def _validate(args: argparse.Namespace) -> int:
         f"--conditions {' '.join(args.conditions)} --seed {args.seed} --frames {args.frames}"
         + (f" --out {shlex.quote(args.out)}" if args.out else "")
     )
+    from surf_video.world import evaluate as ev
+
+    report["evaluator_settings"] = {k: getattr(ev, k) for k in ("COLOR_TOL", "MIN_AREA", "MIN_PRESENCE", "HALO_FRACTION", "HALO_DISTANCE")}
+    try:
+        import subprocess
+
+        report["code_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        report["code_commit"] = None
     report["machine"] = f"{platform.processor() or platform.machine()}, single process, numpy only (shared 2-core CPU: timings are indicative)"
     for key, res in report["results"].items():
         acc = res["accuracy"]

@@ -263,7 +263,9 @@ def _color_tracks(label: np.ndarray, ok: np.ndarray, dist: np.ndarray, cidx: int
     cols = np.nonzero(mask.any(axis=(0, 1)))[0]
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     sub = mask[:, r0:r1, c0:c1]
-    lab = label_components(sub)
+    # Components of the dilated mask: a thin shape broken by blur or chroma subsampling (a ring
+    # with a gap of 1-2 px) stays one object. Objects of one colour are never that close in the world.
+    lab = np.where(sub, label_components(_dilate(sub)), sub.size)
     roots, inverse, sizes = np.unique(lab[sub], return_inverse=True, return_counts=True)
     # Halos: the blurred or chroma-subsampled edge of an object can fall within tolerance of
     # another palette colour (yellow's edge looks orange). Such a component hugs an object of
