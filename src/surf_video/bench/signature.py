@@ -391,7 +391,8 @@ def _flops_per_video(transformer_config, evals: dict, cfg: SignatureConfig, spat
 
 @torch.no_grad()
 def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, *, methods: list[str] | None = None,
-                  keep_examples: int = 2, progress: bool = True, workers: int = 0) -> dict:
+                  keep_examples: int = 2, progress: bool = True, workers: int = 0, max_minutes: float | None = None,
+                  on_batch=None) -> dict:
     """Runs the benchmark.
 
     Args:
@@ -402,6 +403,8 @@ def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, 
         keep_examples: keep the middle frame of this many samples per method for a figure.
         progress: show a tqdm bar over batches.
         workers: score in this many worker processes (0 or 1: in this process).
+        max_minutes: stop after the batch that passes this wall-clock budget (``complete`` is then False).
+        on_batch: called with the result so far after every batch (e.g. to write partial results).
 
     Returns:
         ``{"config", "methods", "samples": [{"prompt", "seed", "method": {name: metrics+cost}}],
@@ -460,9 +463,19 @@ def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, 
                         examples.setdefault(m.name, []).append(v[v.shape[0] // 2])
                 r["methods"] = scores
             samples += recs
+            if on_batch is not None:
+                on_batch(_result(samples, examples, all_methods, cfg, a, tcfg, t_start, len(items)))
+            if max_minutes is not None and time.perf_counter() - t_start > 60 * max_minutes:
+                logger.warning("signature: time budget of %.1f min spent after %d of %d videos; stopping",
+                               max_minutes, len(samples), len(items))
+                break
     finally:
         if pool is not None:
             pool.shutdown()
+    return _result(samples, examples, all_methods, cfg, a, tcfg, t_start, len(items))
+
+
+def _result(samples, examples, all_methods, cfg, a, tcfg, t_start, planned) -> dict:
     seconds = time.perf_counter() - t_start
     result = {
         "config": _jsonable(asdict(cfg)),
@@ -476,6 +489,8 @@ def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, 
         "seconds_total": seconds,
         "device": str(a.device),
         "torch_threads": torch.get_num_threads(),
+        "planned_samples": planned,
+        "complete": len(samples) == planned,
     }
     result["summary"] = summarize(samples, [m.name for m in all_methods])
     result["examples"] = {k: np.stack(v) for k, v in examples.items()}

@@ -323,7 +323,9 @@ def render_section(result: dict, command: str, files: dict[str, str]) -> str:
         f"({len(result.get('prompts', [])) or '?'} prompts x {len(cfg['seeds'])} seed(s)), N = {cfg['num_steps']} steps, "
         f"R = {cfg['base_size']} px, P = {cfg['preview_size']} px, {cfg['num_frames']} frames, "
         f"CFG {cfg['guidance_scale']}, device {result['device']} ({result['torch_threads']} threads), "
-        f"{result['seconds_total'] / 60:.1f} min in all (sampling, decoding and scoring).",
+        f"{result['seconds_total'] / 60:.1f} min in all (sampling, decoding and scoring)."
+        + ("" if result.get("complete", True) else
+           f" **Stopped early by its time budget: {result['num_samples']} of {result.get('planned_samples')} videos.**"),
         "",
         f"Command: `{command}`",
         "",

@@ -54,6 +54,8 @@ def register(subparsers) -> None:
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     s.add_argument("--workers", type=int, default=0, help="score videos in this many processes (0: in-process)")
+    s.add_argument("--max-minutes", type=float, default=None,
+                   help="stop after the batch that passes this budget (results say complete: false)")
     s.add_argument("--out", default="benchmarks/results/signature.json", help="result JSON")
     s.add_argument("--plots", default=None, help="folder for signature_*.png plots (default: the JSON's parent's parent)")
     s.add_argument("--readme", default=None, help="update the '## Signature retention' table in this README")
@@ -139,15 +141,22 @@ def _signature(args: argparse.Namespace) -> int:
         prompts = sig.make_prompts(60)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
     surf, label = _load(args)
-    result = sig.run_signature(surf, prompts, cfg, methods=methods, workers=args.workers)
-    result["model"] = label
-    result["prompts"] = prompts[: cfg.num_prompts] if cfg.num_prompts else prompts
+    used = prompts[: cfg.num_prompts] if cfg.num_prompts else prompts
     command = "surf eval signature " + shlex.join(_argv_tail()) if "signature" in sys.argv else "(run from Python)"
-    result["command"] = command
+    out = Path(args.out)
+
+    def annotate(res: dict) -> dict:
+        res.update(model=label, prompts=used, command=command)
+        return res
+
+    def partial(res: dict) -> None:  # keep what is done if the run is cut short
+        rep.write_results(annotate(res), out)
+
+    result = annotate(sig.run_signature(surf, prompts, cfg, methods=methods, workers=args.workers,
+                                        max_minutes=args.max_minutes, on_batch=partial))
     if args.cpu_timing > 0:
         result["cpu_timing"] = sig.cpu_timing(surf, result["prompts"], cfg, methods, threads=args.cpu_threads,
                                               num_prompts=args.cpu_timing)
-    out = Path(args.out)
     rep.write_results(result, out)
     if args.examples_npz:
         rep.save_examples(result, args.examples_npz)
