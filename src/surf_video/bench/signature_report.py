@@ -264,32 +264,35 @@ def plot_quality_vs_cost(result: dict, path: str | os.PathLike) -> Path:
 
 
 def plot_k_sweep(result: dict, path: str | os.PathLike) -> Path:
-    """The k sweep per re-noise form: IoU against k and against cost, 'auto' as a star."""
+    """The k sweep per re-noise form, 'auto' as a star: object IoU against k and against cost (top), SSIM and
+    attribute agreement with the reference against k (bottom)."""
     plt = _plt()
     s = result["summary"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    panels = [(axes[0][0], "iou", "k"), (axes[0][1], "iou", "flops"), (axes[1][0], "ssim", "k"),
+              (axes[1][1], "attr_agree_ref", "k")]
+    labels = {"iou": "object-mask IoU with the reference", "ssim": "SSIM with the reference",
+              "attr_agree_ref": "attribute agreement with the reference"}
     for form in result["config"]["forms"]:
         pts = _sweep(result, form)
-        ks = [k for k, _ in pts]
-        iou = [_m(s, nm, "iou") for _, nm in pts]
-        cost = [_m(s, nm, "flops") / 1e9 for _, nm in pts]
         c = _COLORS.get(form)
-        axes[0].plot(ks, iou, "o-", color=c, label=form)
-        axes[1].plot(cost, iou, "o-", color=c, label=form)
         auto = f"surf_{form}_auto"
-        if auto in s and math.isfinite(_m(s, auto, "iou")):
-            axes[0].plot([s[auto].get("switch_mean", float("nan"))], [_m(s, auto, "iou")], "*", color=c, ms=14,
-                         label=f"{form} auto")
-            axes[1].plot([_m(s, auto, "flops") / 1e9], [_m(s, auto, "iou")], "*", color=c, ms=14)
-    axes[0].set_xlabel("switch step k (of N; 0 = direct low-res, N = reference)")
-    axes[1].set_xlabel("transformer GFLOPs per video")
-    for ax in axes:
-        ax.set_ylabel("object-mask IoU with the reference")
+        for ax, metric, x in panels:
+            ys = [_m(s, nm, metric) for _, nm in pts]
+            xs = [k for k, _ in pts] if x == "k" else [_m(s, nm, "flops") / 1e9 for _, nm in pts]
+            ax.plot(xs, ys, "o-", color=c, label=form)
+            if auto in s and math.isfinite(_m(s, auto, metric)):
+                ax_x = s[auto].get("switch_mean", float("nan")) if x == "k" else _m(s, auto, "flops") / 1e9
+                ax.plot([ax_x], [_m(s, auto, metric)], "*", color=c, ms=14, label=f"{form} auto")
+    for ax, metric, x in panels:
+        ax.set_xlabel("switch step k (0 = direct low-res, N = reference)" if x == "k"
+                      else "transformer GFLOPs per video")
+        ax.set_ylabel(labels[metric])
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[0][0].legend(fontsize=8)
     fig.suptitle(f"Switch-step sweep per re-noise form ({result['num_samples']} videos, {result.get('model', '')})")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
 
@@ -300,7 +303,11 @@ def plot_examples(result: dict, path: str | os.PathLike, methods: list[str] | No
     if not ex:
         return None
     plt = _plt()
-    names = [n for n in (methods or list(ex)) if n in ex]
+    if methods is None:  # a readable subset: the reference, the baselines and the forms at SURF's k
+        k = (result.get("config") or {}).get("surf_k", 10)
+        methods = ["reference", "direct_lowres", f"surf_flow_k{k}", f"surf_paper_k{k}", f"surf_snr_k{k}",
+                   "surf_flow_auto", "surf_snr_auto"] + [n for n in ex if n.startswith(("steps", "hlh"))]
+    names = [n for n in methods if n in ex] or list(ex)
     rows = min(len(v) for v in ex.values())
     fig, axes = plt.subplots(rows, len(names), figsize=(1.6 * len(names), 1.8 * rows), squeeze=False)
     for j, n in enumerate(names):
