@@ -61,10 +61,14 @@ def load_pipeline(base: str = "surf-mini", refiner: str | None = "auto", device:
     base_size = None
     ref = None
     if base == "surf-mini":
-        from .mini import load_surf_mini, load_surf_mini_refiner, SURF_MINI_BASE_SIZE
+        from .mini.config import OPTIMAL_SIZE
+        from .mini.loading import has_surf_mini, load_surf_mini, load_surf_mini_refiner
 
+        if not has_surf_mini():
+            raise FileNotFoundError("base: the SURF-Mini weights are not in this install "
+                                    "(src/surf_video/assets/surf-mini); use --base tiny-wan or a diffusers folder")
         pipe = load_surf_mini(device=device, dtype=dt or torch.float32)
-        base_size = SURF_MINI_BASE_SIZE
+        base_size = (OPTIMAL_SIZE, OPTIMAL_SIZE)
         if refiner == "auto":
             ref = load_surf_mini_refiner(device=device, dtype=dt or torch.float32)
     elif base in ("tiny-wan", "tiny-hunyuan"):
@@ -230,9 +234,12 @@ def upscale_video(pipe: SURFPipeline, video_path: str | os.PathLike, out: str | 
 def defaults_for(base: str) -> dict:
     """Sampling defaults per base: the model's own frames, steps, guidance (and SURF-Mini's target size)."""
     if base == "surf-mini":
-        from .mini import SURF_MINI_DEFAULTS
+        from .mini.config import MAX_SEQUENCE_LENGTH, NUM_FRAMES, TARGET_SIZES
 
-        return dict(SURF_MINI_DEFAULTS)
+        # 40 steps with CFG, SURF's k = 10 of 40 (the paper's split), refined to the larger target
+        return {"num_frames": NUM_FRAMES, "num_inference_steps": 40, "guidance_scale": 5.0, "switch_step": 10,
+                "max_sequence_length": MAX_SEQUENCE_LENGTH, "target_size": (TARGET_SIZES[-1],) * 2,
+                "target_sizes": [(s, s) for s in TARGET_SIZES]}
     if base in ("tiny-wan", "tiny-hunyuan"):
         return {"num_frames": 5, "num_inference_steps": 8, "guidance_scale": 3.0, "switch_step": 3,
                 "target_size": (64, 64)}

@@ -44,6 +44,8 @@ def _call_kwargs(args) -> dict:
     from ..api import defaults_for
 
     kw = defaults_for(args.base)
+    kw.pop("target_size", None)
+    kw.pop("target_sizes", None)
     for key, val in (("num_frames", args.frames), ("num_inference_steps", args.steps), ("guidance_scale", args.guidance)):
         if val is not None:
             kw[key] = val
@@ -95,7 +97,6 @@ def _generate(args) -> int:
         from ..api import defaults_for
 
         args.height, args.width = defaults_for(args.base).get("target_size", (None, None))
-    kw.pop("target_size", None)
     summary = generate(pipe, args.prompt, args.out, seed=args.seed, fps=args.fps, height=args.height,
                        width=args.width, refine_steps=args.refine_steps, **kw)
     print(json.dumps(summary))
@@ -107,7 +108,6 @@ def _preview(args) -> int:
 
     pipe = _load(args)
     kw = _call_kwargs(args)
-    kw.pop("target_size", None)
     paths = make_previews(pipe, args.prompt, args.out_dir, num_previews=args.num_previews, seed=args.seed,
                           fps=args.fps, **kw)
     print(json.dumps({"previews": [str(p) for p in paths]}))
