@@ -8,11 +8,19 @@ the repository small; loading upcasts to the requested dtype (float32 by default
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
 
-__all__ = ["SURF_MINI_PATH", "surf_mini_path", "load_surf_mini", "load_surf_mini_refiner", "has_surf_mini"]
+__all__ = [
+    "SURF_MINI_PATH",
+    "surf_mini_path",
+    "load_surf_mini",
+    "load_surf_mini_refiner",
+    "has_surf_mini",
+    "has_surf_mini_refiner",
+]
 
 SURF_MINI_PATH = Path(__file__).resolve().parent.parent / "assets" / "surf-mini"
 
@@ -28,6 +36,12 @@ def has_surf_mini(path: str | os.PathLike | None = None) -> bool:
     weights = [p / part / "diffusion_pytorch_model.safetensors" for part in ("transformer", "vae")]
     weights.append(p / "text_encoder" / "model.safetensors")
     return (p / "model_index.json").is_file() and all(f.is_file() and f.stat().st_size > 1024 for f in weights)
+
+
+def has_surf_mini_refiner(path: str | os.PathLike | None = None) -> bool:
+    """True when ``<path>/refiner`` holds refiner weights (SURF-Mini v0 ships none)."""
+    w = surf_mini_path(path) / "refiner" / "diffusion_pytorch_model.safetensors"
+    return w.is_file() and w.stat().st_size > 1024
 
 
 def _check_dtype(dtype) -> torch.dtype:
@@ -56,8 +70,10 @@ def load_surf_mini(path: str | os.PathLike | None = None, device: str | torch.de
     if not (p / "model_index.json").is_file():
         raise FileNotFoundError(f"no SURF-Mini pipeline at {p} (model_index.json missing)")
     vae_dtype = torch.float32 if torch.device(device).type == "cpu" else dtype
-    vae = AutoencoderKLWan.from_pretrained(p / "vae", torch_dtype=vae_dtype)
-    pipe = WanPipeline.from_pretrained(p, vae=vae, torch_dtype=dtype)
+    with warnings.catch_warnings():  # diffusers >= 0.42 renames torch_dtype to dtype; older ones need it
+        warnings.simplefilter("ignore", FutureWarning)
+        vae = AutoencoderKLWan.from_pretrained(p / "vae", torch_dtype=vae_dtype)
+        pipe = WanPipeline.from_pretrained(p, vae=vae, torch_dtype=dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -76,5 +92,11 @@ def load_surf_mini_refiner(path: str | os.PathLike | None = None, device: str | 
     dtype = _check_dtype(dtype)
     p = surf_mini_path(path) / "refiner"
     if not (p / "config.json").is_file():
-        raise FileNotFoundError(f"no SURF-Mini refiner at {p} (config.json missing)")
-    return RefinerTransformer3DModel.from_pretrained(p, torch_dtype=dtype).to(device).eval()
+        raise FileNotFoundError(
+            f"no SURF-Mini refiner at {p} (config.json missing); SURF-Mini v0 ships none: its GPU run ended "
+            "before the refiner trained (see assets/surf-mini/README.md); train one with `surf mini train refiner`"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = RefinerTransformer3DModel.from_pretrained(p, torch_dtype=dtype)
+    return model.to(device).eval()

@@ -29,8 +29,13 @@ class VAERecipe:
     lr: float = 4e-4
     max_steps: int = 1500
     max_minutes: float = 3.0
-    kl_weight: float = 1e-4
+    kl_weight: float = 1e-4  # weight of the L2 pull of the latent means towards 0
+    latent_noise: float = 0.1  # std of the noise added to the latent means while training the decoder
+    crop: int = 0  # train on random crop x crop windows (0: full R clips); the VAE is convolutional
+    frames: int = 17  # train on random windows of this many frames (1 + 4k)
+    data_size: int = 128  # size the "R" clips are rendered at
     log_every: int = 50
+    device_threads: int = 0  # torch threads on CPU (0: default)
 
 
 @dataclass

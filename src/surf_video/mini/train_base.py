@@ -47,7 +47,7 @@ def render_and_encode(vae, seeds, size: int, chunk: int = 4096) -> tuple[list[st
     for i in range(0, len(seeds), chunk):
         c, v = render_clips(seeds[i : i + chunk], (size,))
         caps += c
-        lats.append(encode_latents(vae, torch.from_numpy(v[size]).to(dev), batch=64).half())
+        lats.append(encode_latents(vae, torch.from_numpy(v[size]).to(dev), batch=128).half())
     return caps, torch.cat(lats)
 
 
@@ -122,12 +122,12 @@ def train_base(recipe: BaseRecipe, vae_dir: str | Path, out_dir: str | Path, res
     torch.manual_seed(recipe.seed)
     dev = torch.device(device)
     t_start = time.time()
-    vae = AutoencoderKLWan.from_pretrained(vae_dir).to(dev).eval().requires_grad_(False)
+    vae = AutoencoderKLWan.from_pretrained(vae_dir, torch_dtype=torch.float32).to(dev).eval().requires_grad_(False)
     cfg = MiniConfig()
     if resume:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(Path(resume) / "tokenizer")
-        text_encoder = UMT5EncoderModel.from_pretrained(Path(resume) / "text_encoder")
-        transformer = WanTransformer3DModel.from_pretrained(Path(resume) / "transformer")
+        text_encoder = UMT5EncoderModel.from_pretrained(Path(resume) / "text_encoder", dtype=torch.float32)
+        transformer = WanTransformer3DModel.from_pretrained(Path(resume) / "transformer", torch_dtype=torch.float32)
     else:
         tokenizer = build_tokenizer()
         text_encoder = build_text_encoder(len(tokenizer), cfg.text_encoder)

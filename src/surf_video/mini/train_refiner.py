@@ -127,12 +127,12 @@ def train_refiner(recipe: RefinerRecipe, pipe_dir: str | Path, out_dir: str | Pa
     torch.manual_seed(recipe.seed)
     dev = torch.device(device)
     pipe_dir = Path(pipe_dir)
-    vae = AutoencoderKLWan.from_pretrained(pipe_dir / "vae").to(dev).eval().requires_grad_(False)
+    vae = AutoencoderKLWan.from_pretrained(pipe_dir / "vae", torch_dtype=torch.float32).to(dev).eval().requires_grad_(False)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(pipe_dir / "tokenizer")
-    te = UMT5EncoderModel.from_pretrained(pipe_dir / "text_encoder").to(dev).eval().requires_grad_(False)
+    te = UMT5EncoderModel.from_pretrained(pipe_dir / "text_encoder", dtype=torch.float32).to(dev).eval().requires_grad_(False)
     cfg = MiniConfig()
     if resume:
-        refiner = RefinerTransformer3DModel.from_pretrained(resume)
+        refiner = RefinerTransformer3DModel.from_pretrained(resume, torch_dtype=torch.float32)
     else:
         refiner = build_refiner(cfg.refiner, z_dim=vae.config.z_dim, text_dim=te.config.d_model)
     refiner.to(dev).train()

@@ -63,16 +63,23 @@ def latent_stats(z: torch.Tensor) -> tuple[list[float], list[float]]:
     return flat.mean(1).tolist(), flat.std(1).clamp_min(1e-3).tolist()
 
 
-def _batch(data_r, data_hr, bs, gen, dev):
-    """Half full R clips, half random R crops of 2.25R clips, random flips; float on ``dev``."""
+def _crop(data, idx, s, frames, gen):
+    """Random ``s`` x ``s`` window of ``frames`` frames of clips ``data[idx]`` (uint8 [B, T, H, W, 3])."""
+    size, t_all = data.shape[2], data.shape[1]
+    oy, ox = torch.randint(0, size - s + 1, (2,), generator=gen).tolist()
+    ot = int(torch.randint(0, t_all - frames + 1, (1,), generator=gen))
+    return data[idx, ot : ot + frames, oy : oy + s, ox : ox + s]
+
+
+def _batch(data_r, data_hr, bs, gen, dev, crop: int = 0, frames: int = 17):
+    """Half R clips, half crops of 2.25R clips (crop x crop windows when crop > 0), random flips."""
     n_hr = bs // 2 if data_hr is not None else 0
+    s = crop or data_r.shape[2]
     idx = torch.randint(0, len(data_r), (bs - n_hr,), generator=gen)
-    parts = [data_r[idx]]
+    parts = [_crop(data_r, idx, s, frames, gen)]
     if n_hr:
-        s_hr, s = data_hr.shape[2], data_r.shape[2]
         j = torch.randint(0, len(data_hr), (n_hr,), generator=gen)
-        oy, ox = torch.randint(0, s_hr - s + 1, (2,), generator=gen).tolist()
-        parts.append(data_hr[j, :, oy : oy + s, ox : ox + s])
+        parts.append(_crop(data_hr, j, s, frames, gen))
     x = _to_float(torch.cat(parts).to(dev, non_blocking=True))
     if torch.rand(1, generator=gen).item() < 0.5:
         x = x.flip(-1)
@@ -92,28 +99,39 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
     torch.manual_seed(recipe.seed)
     dev = torch.device(device)
     hr = TARGET_SIZES[-1]
-    _, r = render_clips(range(recipe.num_clips + 64), (OPTIMAL_SIZE,))
-    _, h = render_clips(range(2_000_000, 2_000_000 + recipe.num_clips_hr + 16), (hr,))
-    data_r = torch.from_numpy(r[OPTIMAL_SIZE][:-64]).to(dev)
-    held_r = torch.from_numpy(r[OPTIMAL_SIZE][-64:])
-    data_hr = torch.from_numpy(h[hr][:-16]).to(dev)
-    held_hr = torch.from_numpy(h[hr][-16:])
-    vae = AutoencoderKLWan.from_pretrained(resume) if resume else build_vae()
+    if recipe.device_threads:
+        torch.set_num_threads(recipe.device_threads)
+    if (recipe.frames - 1) % 4 or not 1 <= recipe.frames <= 17:
+        raise ValueError(f"frames must be 1 + 4k in 1..17, got {recipe.frames}")
+    n_held = 64 if dev.type == "cuda" else 4
+    rs = recipe.data_size
+    _, r = render_clips(range(recipe.num_clips + n_held), (rs,))
+    _, h = render_clips(range(2_000_000, 2_000_000 + recipe.num_clips_hr + n_held // 4), (hr,))
+    data_r = torch.from_numpy(r[rs][:-n_held]).to(dev)
+    held_r = torch.from_numpy(r[rs][-n_held:])
+    data_hr = torch.from_numpy(h[hr][: -(n_held // 4)]).to(dev)
+    held_hr = torch.from_numpy(h[hr][-(n_held // 4) :])
+    vae = AutoencoderKLWan.from_pretrained(resume, torch_dtype=torch.float32) if resume else build_vae()
     vae.to(dev).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=recipe.lr, weight_decay=0.0, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(recipe.seed)
     t0, step, hist = time.time(), 0, []
     while step < recipe.max_steps and (time.time() - t0) < recipe.max_minutes * 60:
-        x = _batch(data_r, data_hr, recipe.batch_size, gen, dev)
+        x = _batch(data_r, data_hr, recipe.batch_size, gen, dev, recipe.crop, recipe.frames)
         lr = recipe.lr * min(1.0, (step + 1) / 100)
         for g in opt.param_groups:
             g["lr"] = lr
+        # A deterministic autoencoder with latent-noise augmentation: sampling the posterior at its
+        # initial std (~1) drowns the small means and the decoder learns to ignore z (posterior
+        # collapse, seen in the first GPU run). WanPipeline only ever decodes, and latents are
+        # normalised with the measured per-channel mean / std, so the KL prior is not needed.
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            post = vae.encode(x).latent_dist
-            rec = vae.decode(post.sample()).sample
+            mu = vae.encode(x).latent_dist.mean
+            z = mu + recipe.latent_noise * mu.detach().std() * torch.randn_like(mu)
+            rec = vae.decode(z).sample
         rec_loss = F.l1_loss(rec.float(), x)
-        kl = 0.5 * (post.mean.float() ** 2 + post.var.float() - 1.0 - post.logvar.float()).mean()
-        loss = rec_loss + recipe.kl_weight * kl
+        kl = (mu.float() ** 2).mean()
+        loss = rec_loss + 0.05 * F.mse_loss(rec.float(), x) + recipe.kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

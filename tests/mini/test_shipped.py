@@ -1,0 +1,83 @@
+"""The shipped SURF-Mini weights (src/surf_video/assets/surf-mini): load, run at every size, determinism."""
+
+import numpy as np
+import pytest
+import torch
+
+from surf_video.mini.config import MAX_SEQUENCE_LENGTH, NUM_FRAMES, SUPPORTED_SIZES
+from surf_video.mini.loading import SURF_MINI_PATH, has_surf_mini, load_surf_mini, load_surf_mini_refiner
+
+pytestmark = pytest.mark.skipif(not has_surf_mini(), reason="SURF-Mini weights not present")
+
+PROMPT = "a big red circle moving right on a plain gray background"
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    return load_surf_mini()
+
+
+def _run(pipe, size, seed=0, steps=1, guidance=1.0, frames=5):
+    return pipe(PROMPT, height=size, width=size, num_frames=frames, num_inference_steps=steps,
+                guidance_scale=guidance, generator=torch.Generator().manual_seed(seed), output_type="np",
+                max_sequence_length=MAX_SEQUENCE_LENGTH).frames  # fmt: skip
+
+
+def test_shipped_is_a_wan_pipeline_stored_as_safetensors(pipe):
+    from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+    from transformers import UMT5EncoderModel
+
+    assert isinstance(pipe, WanPipeline)
+    assert isinstance(pipe.transformer, WanTransformer3DModel) and isinstance(pipe.vae, AutoencoderKLWan)
+    assert isinstance(pipe.text_encoder, UMT5EncoderModel)
+    assert pipe.transformer.dtype == torch.float32  # stored fp16, upcast on load
+    assert pipe.vae.config.scale_factor_spatial == 8 and pipe.vae.config.scale_factor_temporal == 4
+    files = [p for p in SURF_MINI_PATH.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
+    assert sum(p.stat().st_size for p in files) < 100e6
+
+
+@pytest.mark.parametrize("size", SUPPORTED_SIZES)
+def test_runs_at_every_supported_size(pipe, size):
+    video = _run(pipe, size)
+    assert video.shape == (1, 5, size, size, 3)
+    assert np.isfinite(video).all() and video.min() >= 0 and video.max() <= 1
+
+
+def test_full_clip_with_cfg_is_deterministic_per_seed(pipe):
+    a = _run(pipe, 64, seed=3, steps=2, guidance=5.0, frames=NUM_FRAMES)
+    b = _run(pipe, 64, seed=3, steps=2, guidance=5.0, frames=NUM_FRAMES)
+    c = _run(pipe, 64, seed=4, steps=2, guidance=5.0, frames=NUM_FRAMES)
+    assert a.shape == (1, NUM_FRAMES, 64, 64, 3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_bad_dtype_and_missing_folder_raise(tmp_path):
+    with pytest.raises(ValueError, match="dtype"):
+        load_surf_mini(dtype=torch.int8)
+    with pytest.raises(FileNotFoundError):
+        load_surf_mini(tmp_path)
+    with pytest.raises(FileNotFoundError, match="refiner"):
+        load_surf_mini_refiner(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="SURF-Mini v0 is undertrained (VAE collapsed, 0/100 prompts); see the model card")
+def test_base_follows_simple_prompts_per_world_evaluator(pipe):
+    from surf_video.world import evaluate_video
+
+    prompts = [
+        "a big red circle moving right on a plain gray background",
+        "a big yellow square moving left on a plain blue background",
+        "a big white star moving up on a plain green background",
+        "a big cyan circle moving down on a plain purple background",
+    ]
+    ok = 0
+    for i, p in enumerate(prompts):
+        v = pipe(p, height=128, width=128, num_frames=NUM_FRAMES, num_inference_steps=40, guidance_scale=5.0,
+                 generator=torch.Generator().manual_seed(i), output_type="np",
+                 max_sequence_length=MAX_SEQUENCE_LENGTH).frames[0]  # fmt: skip
+        ok += bool(evaluate_video((v * 255).round().astype(np.uint8), p)["all_correct"])
+    assert ok >= 3
