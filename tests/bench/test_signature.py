@@ -264,19 +264,24 @@ def test_cli_quick_end_to_end_writes_json_plots_and_readme(tmp_path, monkeypatch
 
 
 def test_targets_are_computed_from_numbers():
-    def summ(iou, flops, adherence=0.5):
-        return {"iou": {"mean": iou, "ci95": 0.0, "n": 4}, "flops": {"mean": flops}, "prompt_all_correct": {"mean": adherence}}
+    def summ(iou, flops, adherence=0.5, attr=0.8, track=3.0):
+        return {"iou": {"mean": iou, "ci95": 0.0, "n": 4}, "flops": {"mean": flops},
+                "prompt_all_correct": {"mean": adherence}, "attr_agree_ref": {"mean": attr},
+                "track_err_px": {"mean": track}}
 
     result = {
         "config": {"surf_k": 10, "num_steps": 40, "k_values": [0, 10, 40], "forms": ["flow", "snr"], "fewer_steps": [12],
                    "auto": False},
         "methods": [{"name": n} for n in ("reference", "direct_lowres", "surf_flow_k10", "surf_snr_k10", "steps12")],
         "summary": {"reference": summ(1.0, 80), "direct_lowres": summ(0.3, 20), "surf_flow_k10": summ(0.85, 35, 0.48),
-                    "surf_snr_k10": summ(0.9, 33), "steps12": summ(0.7, 24)},
+                    "surf_snr_k10": summ(0.9, 33, attr=0.9, track=2.0), "steps12": summ(0.7, 24)},
     }
     got = {t["target"].split(" ")[0] + t["target"][-12:]: t["held"] for t in rep.check_targets(result)}
     held = [t["held"] for t in rep.check_targets(result)]
     # IoU 0.85 >= 0.8; +0.55 over direct; adherence 48 vs 50 within 3 points; vs 12 steps: costlier -> not held;
     # snr beats flow at k=10 and is cheaper; snr adherence 50 vs 48
-    assert held == [True, True, True, False, True, True], got
+    # snr also agrees better on attributes and tracks closer: the snr-default condition holds
+    assert held == [True, True, True, False, True, True, True], got
+    result["summary"]["surf_snr_k10"]["track_err_px"]["mean"] = 4.0  # worse motion: the condition fails
+    assert [t["held"] for t in rep.check_targets(result)][5] is False
     assert math.isfinite(result["summary"]["surf_flow_k10"]["iou"]["mean"])

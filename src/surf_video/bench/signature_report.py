@@ -171,6 +171,16 @@ def check_targets(result: dict) -> list[dict]:
             desc = "; ".join(f"k={r['k']}: {_fmt(r['iou_snr'])} vs {_fmt(r['iou_flow'])}" for r in rows)
             add("'snr' beats 'flow' on object IoU at every k, at equal or lower cost", desc, held)
             ad_ok = all(r["adherence_snr"] >= r["adherence_flow"] - 0.03 for r in rows) if finite else None
+            wins = {
+                "layout (IoU higher)": [r["iou_snr"] > r["iou_flow"] for r in rows],
+                "semantics (attribute agreement not lower)": [r["attr_snr"] >= r["attr_flow"] for r in rows],
+                "motion (track error lower)": [r["track_snr"] < r["track_flow"] for r in rows],
+            }
+            add("'snr' wins on layout, semantics and motion at every k (issue 11's condition to make it the default)",
+                "; ".join(f"{key}: {sum(v)}/{len(v)} k" for key, v in wins.items()),
+                all(all(v) for v in wins.values()) if all(
+                    math.isfinite(r[f"{m}_{f}"]) for r in rows for m in ("iou", "attr", "track") for f in ("snr", "flow"))
+                else None)
             add("'snr' keeps prompt adherence (within 3 points of 'flow' at every k)",
                 "; ".join(f"k={r['k']}: {_fmt(100 * r['adherence_snr'], 1)} vs {_fmt(100 * r['adherence_flow'], 1)} %"
                           for r in rows), ad_ok)
