@@ -62,15 +62,17 @@ def load_pipeline(base: str = "surf-mini", refiner: str | None = "auto", device:
     ref = None
     if base == "surf-mini":
         from .mini.config import OPTIMAL_SIZE
-        from .mini.loading import has_surf_mini, load_surf_mini, load_surf_mini_refiner
+        from .mini.loading import has_surf_mini, has_surf_mini_refiner, load_surf_mini, load_surf_mini_refiner
 
         if not has_surf_mini():
             raise FileNotFoundError("base: the SURF-Mini weights are not in this install "
                                     "(src/surf_video/assets/surf-mini); use --base tiny-wan or a diffusers folder")
         pipe = load_surf_mini(device=device, dtype=dt or torch.float32)
         base_size = (OPTIMAL_SIZE, OPTIMAL_SIZE)
-        if refiner == "auto":
+        if refiner == "auto" and has_surf_mini_refiner():
             ref = load_surf_mini_refiner(device=device, dtype=dt or torch.float32)
+        elif refiner == "auto":
+            logger.warning("SURF-Mini ships no refiner yet (see its model card): writing the preview only")
     elif base in ("tiny-wan", "tiny-hunyuan"):
         from .pipelines.tiny import tiny_hunyuan_pipeline, tiny_wan_pipeline
 
