@@ -248,6 +248,8 @@ def test_cli_quick_end_to_end_writes_json_plots_and_readme(tmp_path, monkeypatch
             "hlh_1_3"} <= names
     ref = data["summary"]["reference"]
     assert ref["ssim"]["mean"] == pytest.approx(1.0) and ref["forwards"]["mean"] == 8.0
+    assert ref["latent_corr"]["mean"] == pytest.approx(1.0) and ref["latent_rel_err"]["mean"] == pytest.approx(0.0)
+    assert data["summary"]["surf_flow_k2"]["latent_corr"]["mean"] < 1.0
     assert data["summary"]["steps2"]["forwards"]["mean"] == 4.0
     assert data["summary"]["surf_flow_k2"]["flops"]["mean"] < ref["flops"]["mean"]
     for s in data["samples"]:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..core.reshift import resize_latent
 from . import metrics as M
 from .signature_sampling import (  # noqa: F401  (re-exported: the samplers the benchmark drives)
     _generators,
@@ -393,6 +394,24 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
+def _latent_scores(lat: torch.Tensor, ref: torch.Tensor, preview_size: int, spatial_factor: int) -> dict:
+    """Decoder-free agreement of a method's final latent with the reference's, both area-resized to the
+    preview's latent grid: Pearson correlation (channel means removed) and relative L2 error.
+
+    These do not depend on the VAE decoder (SURF-Mini v0's decoder ignores its latent, see the model card);
+    the reference downsized in latent space is not what the model makes at P, so read them relative to
+    direct low-resolution inference.
+    """
+    size = (preview_size // spatial_factor, preview_size // spatial_factor)
+    x = resize_latent(lat[None].float().cpu(), size, "area")[0]
+    y = resize_latent(ref[None].float().cpu(), size, "area")[0]
+    xc = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    yc = y - y.mean(dim=(1, 2, 3), keepdim=True)
+    corr = float((xc * yc).sum() / (xc.norm() * yc.norm()).clamp_min(1e-12))
+    rel = float((x - y).norm() / y.norm().clamp_min(1e-12))
+    return {"latent_corr": corr, "latent_rel_err": rel}
+
+
 def _nanmean(x) -> float:
     x = np.asarray(x, dtype=np.float64)
     x = x[np.isfinite(x)]
@@ -479,6 +498,8 @@ def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, 
                     run = costs[m.name]
                     ev = run["evals"][j] if isinstance(run["evals"], list) else run["evals"]
                     scores[m.name].update(
+                        **_latent_scores(run["latents"][j], costs["reference"]["latents"][j], cfg.preview_size,
+                                         a.spatial_factor),
                         forwards=float(sum(ev.values())), evals=ev,
                         flops=_flops_per_video(tcfg, ev, cfg, a.spatial_factor, a.temporal_factor),
                         seconds=run["seconds"], switch=_jsonable(run["switch"][j]) if m.kind != "steps" else None)
@@ -540,7 +561,7 @@ def _jsonable(x):
 
 SUMMARY_METRICS = ("iou", "fg_iou", "ssim", "attr_agree_ref", "prompt_all_correct", "prompt_color", "prompt_shape",
                    "prompt_motion", "prompt_count", "prompt_size", "track_err_px", "dir_agree", "forwards", "flops",
-                   "seconds")
+                   "seconds", "latent_corr", "latent_rel_err")
 
 
 def summarize(samples: list[dict], method_names: list[str]) -> dict:

@@ -97,8 +97,9 @@ def markdown_table(result: dict) -> str:
     thr = (result.get("cpu_timing") or {}).get("threads")
     head = ("| method | k / steps | forwards | GFLOPs / video | s / video | "
             + (f"CPU s / video ({thr} threads) | " if cpu else "")
-            + "object IoU | fg IoU | SSIM | attr. agree (ref) | prompt all-correct | track err (px) | direction agree |")
-    lines = [head, "|" + "---|" * (13 if cpu else 12)]
+            + "object IoU | fg IoU | SSIM | attr. agree (ref) | prompt all-correct | track err (px) | direction agree "
+            "| latent corr | latent rel. err |")
+    lines = [head, "|" + "---|" * (15 if cpu else 14)]
     for m in result["methods"]:
         n = m["name"]
         iou = s[n]["iou"]
@@ -108,7 +109,7 @@ def markdown_table(result: dict) -> str:
             + f"{_fmt(iou['mean'])} ± {_fmt(iou['ci95'])} | "
             f"{_fmt(_m(s, n, 'fg_iou'))} | {_fmt(_m(s, n, 'ssim'))} | {_fmt(_m(s, n, 'attr_agree_ref'))} | "
             f"{_fmt(100 * _m(s, n, 'prompt_all_correct'), 1)} % | {_fmt(_m(s, n, 'track_err_px'))} | "
-            f"{_fmt(_m(s, n, 'dir_agree'))} |"
+            f"{_fmt(_m(s, n, 'dir_agree'))} | {_fmt(_m(s, n, 'latent_corr'), 3)} | {_fmt(_m(s, n, 'latent_rel_err'), 3)} |"
         )
     return "\n".join(lines)
 
@@ -211,7 +212,7 @@ def snr_vs_flow(result: dict) -> list[dict]:
         if not name.startswith("surf_") or snr not in s:
             continue
         row = {"k": k}
-        for key, short in (("iou", "iou"), ("ssim", "ssim"), ("attr_agree_ref", "attr"),
+        for key, short in (("iou", "iou"), ("ssim", "ssim"), ("latent_corr", "lcorr"), ("attr_agree_ref", "attr"),
                            ("prompt_all_correct", "adherence"), ("track_err_px", "track"), ("dir_agree", "dir"),
                            ("flops", "flops"), ("forwards", "forwards")):
             row[f"{short}_flow"] = _m(s, name, key)
@@ -224,11 +225,13 @@ def _snr_table(result: dict) -> str:
     rows = snr_vs_flow(result)
     if not rows:
         return ""
-    lines = ["| k | IoU flow / snr | SSIM flow / snr | attr. agree flow / snr | all-correct flow / snr | "
-             "track err px flow / snr | direction flow / snr | forwards flow / snr |", "|" + "---|" * 8]
+    lines = ["| k | IoU flow / snr | SSIM flow / snr | latent corr flow / snr | attr. agree flow / snr | "
+             "all-correct flow / snr | track err px flow / snr | direction flow / snr | forwards flow / snr |",
+             "|" + "---|" * 9]
     for r in rows:
         lines.append(
             f"| {r['k']} | {_fmt(r['iou_flow'])} / {_fmt(r['iou_snr'])} | {_fmt(r['ssim_flow'])} / {_fmt(r['ssim_snr'])} | "
+            f"{_fmt(r['lcorr_flow'], 3)} / {_fmt(r['lcorr_snr'], 3)} | "
             f"{_fmt(r['attr_flow'])} / {_fmt(r['attr_snr'])} | {_fmt(100 * r['adherence_flow'], 1)} / "
             f"{_fmt(100 * r['adherence_snr'], 1)} % | {_fmt(r['track_flow'])} / {_fmt(r['track_snr'])} | "
             f"{_fmt(r['dir_flow'])} / {_fmt(r['dir_snr'])} | {_fmt(r['forwards_flow'], 1)} / {_fmt(r['forwards_snr'], 1)} |"
@@ -274,15 +277,16 @@ def plot_quality_vs_cost(result: dict, path: str | os.PathLike) -> Path:
 
 
 def plot_k_sweep(result: dict, path: str | os.PathLike) -> Path:
-    """The k sweep per re-noise form, 'auto' as a star: object IoU against k and against cost (top), SSIM and
-    attribute agreement with the reference against k (bottom)."""
+    """The k sweep per re-noise form, 'auto' as a star: object IoU against k and against cost (top), SSIM against
+    k and the decoder-free latent correlation against cost (bottom)."""
     plt = _plt()
     s = result["summary"]
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
     panels = [(axes[0][0], "iou", "k"), (axes[0][1], "iou", "flops"), (axes[1][0], "ssim", "k"),
-              (axes[1][1], "attr_agree_ref", "k")]
+              (axes[1][1], "latent_corr", "flops")]
     labels = {"iou": "object-mask IoU with the reference", "ssim": "SSIM with the reference",
-              "attr_agree_ref": "attribute agreement with the reference"}
+              "attr_agree_ref": "attribute agreement with the reference",
+              "latent_corr": "latent correlation with the reference (at P)"}
     for form in result["config"]["forms"]:
         pts = _sweep(result, form)
         c = _COLORS.get(form)
