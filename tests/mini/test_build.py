@@ -83,3 +83,22 @@ def test_halve_safetensors_round_trip(tmp_path):
     save_file({"w": torch.full((2,), 1e6)}, tmp_path / "big.safetensors")
     with pytest.raises(ValueError, match="float16 range"):
         halve_safetensors(tmp_path)
+
+
+def test_cli_registers_mini_train_and_eval():
+    from surf_video.cli.main import build_parser
+
+    p = build_parser()
+    a = p.parse_args(["mini", "train", "base", "--vae", "v", "--out", "o", "--max-minutes", "1.5"])
+    assert a.part == "base" and a.max_minutes == 1.5 and a.vae == "v"
+    a = p.parse_args(["mini", "eval", "--prompts", "3"])
+    assert a.prompts == 3 and a.size == 128
+    with pytest.raises(SystemExit):
+        p.parse_args(["mini", "train", "unet", "--out", "o"])
+
+
+def test_cli_train_base_without_vae_is_a_clear_error(capsys):
+    from surf_video.cli.main import main
+
+    assert main(["mini", "train", "base", "--out", "o"]) == 2
+    assert "--vae is required" in capsys.readouterr().err

@@ -88,7 +88,8 @@ def _eval(args: argparse.Namespace) -> int:
     caps = eval_captions(args.prompts)
     vids = generate_eval(pipe, caps, args.size, [EVAL_SEED_BASE + i for i in range(len(caps))], steps=args.steps,
                          guidance=args.guidance, batch=10)  # fmt: skip
-    res = {"size": args.size, "steps": args.steps, "guidance": args.guidance, **adherence(vids, caps)}
+    res = {"image_size": args.size, "steps": args.steps, "guidance": args.guidance, "prompts": len(caps),
+           "first_seed": EVAL_SEED_BASE, "adherence": adherence(vids, caps)}  # fmt: skip
     if args.out:
         write_json(args.out, res)
     print(json.dumps(res, indent=1))
