@@ -287,3 +287,19 @@ def test_targets_are_computed_from_numbers():
     result["summary"]["surf_snr_k10"]["track_err_px"]["mean"] = 4.0  # worse motion: the condition fails
     assert [t["held"] for t in rep.check_targets(result)][5] is False
     assert math.isfinite(result["summary"]["surf_flow_k10"]["iou"]["mean"])
+
+
+def test_shared_prefix_and_separate_calls_give_the_same_scores(tiny_surf):
+    cfg = sig.SignatureConfig(num_steps=4, surf_k=2, k_values=(0, 2, 4), forms=("flow", "snr"), auto_tol=0.5,
+                              min_switch_step=1, fewer_steps=(2,), hlh=None, base_size=32, preview_size=16,
+                              num_frames=5, max_sequence_length=16, batch_size=2)
+    prompts = sig.make_prompts(2)
+    shared = sig.run_signature(tiny_surf, prompts, cfg, progress=False)
+    cfg.share_prefix = False
+    separate = sig.run_signature(tiny_surf, prompts, cfg, progress=False)
+    for a, b in zip(shared["samples"], separate["samples"]):
+        for name, ma in a["methods"].items():
+            mb = b["methods"][name]
+            assert ma["forwards"] == mb["forwards"] and ma["switch"] == mb["switch"], name
+            assert ma["latent_corr"] == pytest.approx(mb["latent_corr"], abs=1e-4), name
+            assert ma["ssim"] == pytest.approx(mb["ssim"], abs=1e-3), name

@@ -247,7 +247,8 @@ def _run_method(surf, m: Method, cfg: SignatureConfig, prompts: list[str], item_
     if m.kind == "surf" and m.k == "auto":  # one video per call: 'auto' decides for the whole batch
         outs = [_run_method(surf, Method(m.name, "surf_single", m.form, "auto"), cfg, [p], [s])
                 for p, s in zip(prompts, item_seeds)]
-        return {"latents": torch.cat([o["latents"] for o in outs]), "evals": [o["evals"] for o in outs],
+        # a list: a video that never settles keeps the base size, the others end at the preview size
+        return {"latents": [o["latents"][0] for o in outs], "evals": [o["evals"] for o in outs],
                 "seconds": float(np.mean([o["seconds"] for o in outs])), "switch": [o["switch"][0] for o in outs]}
     t0 = time.perf_counter()
     if m.kind == "steps":
