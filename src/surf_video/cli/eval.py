@@ -183,8 +183,10 @@ def _report(args, result: dict, out: Path) -> int:
     if ex is not None:
         files["examples"] = str(ex)
     print(rep.markdown_table(result))
-    for t in rep.check_targets(result):
-        print(f"- {t['target']}: {t['measured']} -> {'n/a' if t['held'] is None else ('held' if t['held'] else 'NOT held')}")
+    for metric in ("iou", "latent_corr"):
+        for t in rep.check_targets(result, metric):
+            held = "n/a" if t["held"] is None else ("held" if t["held"] else "NOT held")
+            print(f"- {t['target']}: {t['measured']} -> {held}")
     if args.readme:
         readme = Path(args.readme)
         rel = {k: str(Path(v).resolve().relative_to(readme.resolve().parent)) if _inside(v, readme.parent) else v
