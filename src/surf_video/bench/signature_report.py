@@ -220,6 +220,13 @@ def snr_vs_flow(result: dict) -> list[dict]:
         if not name.startswith("surf_") or snr not in s:
             continue
         row = {"k": k}
+        for key, short in (("iou", "iou"), ("latent_corr", "lcorr")):  # paired over videos: snr - flow
+            d = np.asarray([x["methods"][snr][key] - x["methods"][name][key] for x in result.get("samples", [])
+                            if snr in x["methods"] and name in x["methods"]], dtype=np.float64)
+            d = d[np.isfinite(d)]
+            row[f"d{short}"] = float(d.mean()) if d.size else float("nan")
+            row[f"d{short}_ci"] = float(1.96 * d.std(ddof=1) / math.sqrt(d.size)) if d.size > 1 else float("nan")
+            row[f"d{short}_wins"] = f"{int((d > 0).sum())}/{d.size}"
         for key, short in (("iou", "iou"), ("ssim", "ssim"), ("latent_corr", "lcorr"), ("attr_agree_ref", "attr"),
                            ("prompt_all_correct", "adherence"), ("track_err_px", "track"), ("dir_agree", "dir"),
                            ("flops", "flops"), ("forwards", "forwards")):
@@ -234,15 +241,17 @@ def _snr_table(result: dict) -> str:
     if not rows:
         return ""
     lines = ["| k | IoU flow / snr | SSIM flow / snr | latent corr flow / snr | attr. agree flow / snr | "
-             "all-correct flow / snr | track err px flow / snr | direction flow / snr | forwards flow / snr |",
-             "|" + "---|" * 9]
+             "all-correct flow / snr | track err px flow / snr | direction flow / snr | forwards flow / snr | "
+             "paired latent corr snr - flow (videos where snr is higher) |",
+             "|" + "---|" * 10]
     for r in rows:
         lines.append(
             f"| {r['k']} | {_fmt(r['iou_flow'])} / {_fmt(r['iou_snr'])} | {_fmt(r['ssim_flow'])} / {_fmt(r['ssim_snr'])} | "
             f"{_fmt(r['lcorr_flow'], 3)} / {_fmt(r['lcorr_snr'], 3)} | "
             f"{_fmt(r['attr_flow'])} / {_fmt(r['attr_snr'])} | {_fmt(100 * r['adherence_flow'], 1)} / "
             f"{_fmt(100 * r['adherence_snr'], 1)} % | {_fmt(r['track_flow'])} / {_fmt(r['track_snr'])} | "
-            f"{_fmt(r['dir_flow'])} / {_fmt(r['dir_snr'])} | {_fmt(r['forwards_flow'], 1)} / {_fmt(r['forwards_snr'], 1)} |"
+            f"{_fmt(r['dir_flow'])} / {_fmt(r['dir_snr'])} | {_fmt(r['forwards_flow'], 1)} / {_fmt(r['forwards_snr'], 1)} | "
+            f"{r['dlcorr']:+.3f} ± {_fmt(r['dlcorr_ci'], 3)} ({r['dlcorr_wins']}) |"
         )
     return "\n".join(lines)
 
