@@ -1,0 +1,79 @@
+"""Probe whether a freshly built SURF-Mini VAE learns to use its latent (CPU, small crops).
+
+``python -m surf_video.mini.vae_probe {old,new,pure} STEPS [LR]`` trains a new VAE on 16 px x 5-frame
+windows of world clips for STEPS Adam steps, then reports the PSNR of decoding the latent means,
+shuffled means and zeros. If the three are equal, the decoder ignores z (the collapse seen in the
+v0 GPU run). Objectives: ``old`` = posterior sample + 1e-4 KL (v0), ``new`` = ``train_vae``'s
+deterministic AE with latent noise, ``pure`` = decode(mu) with L1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .build import build_vae
+from .data import render_clips
+from .train_vae import _batch, psnr
+
+__all__ = ["probe", "main"]
+
+
+def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1) -> dict:
+    if mode not in ("old", "new", "pure"):
+        raise ValueError(f"mode must be old, new or pure, got {mode!r}")
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cpu = torch.device("cpu")
+    _, r = render_clips(range(64), (64,), workers=1, progress=False)
+    _, h = render_clips(range(100, 116), (144,), workers=1, progress=False)
+    data_r, data_hr = torch.from_numpy(r[64]), torch.from_numpy(h[144])
+    vae = build_vae().train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+    gen = torch.Generator().manual_seed(0)
+    t0 = time.time()
+    for _ in range(steps):
+        x = _batch(data_r, data_hr, 4, gen, cpu, crop=16, frames=5)
+        post = vae.encode(x).latent_dist
+        if mode == "old":
+            kl = 0.5 * (post.mean**2 + post.var - 1.0 - post.logvar).mean()
+            loss = F.l1_loss(vae.decode(post.sample()).sample, x) + 1e-4 * kl
+        elif mode == "pure":
+            loss = F.l1_loss(vae.decode(post.mean).sample, x)
+        else:
+            mu = post.mean
+            rec = vae.decode(mu + 0.1 * mu.detach().std() * torch.randn_like(mu)).sample
+            loss = F.l1_loss(rec, x) + 0.05 * F.mse_loss(rec, x) + 1e-4 * (mu**2).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+    vae.eval()
+    gen = torch.Generator().manual_seed(123)
+    x = _batch(data_r, data_hr, 8, gen, cpu, crop=32, frames=5)
+    with torch.no_grad():
+        post = vae.encode(x).latent_dist
+        mu = post.mean
+        return {
+            "mode": mode, "steps": steps, "lr": lr, "minutes": (time.time() - t0) / 60,
+            "psnr_decode_mu": psnr(vae.decode(mu).sample, x),
+            "psnr_decode_shuffled_mu": psnr(vae.decode(mu[torch.randperm(len(mu), generator=gen)]).sample, x),
+            "psnr_decode_zeros": psnr(vae.decode(torch.zeros_like(mu)).sample, x),
+            "mu_std": mu.std().item(), "posterior_std_mean": post.std.mean().item(),
+        }  # fmt: skip
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 2:
+        raise SystemExit("usage: python -m surf_video.mini.vae_probe {old,new,pure} STEPS [LR]")
+    print(json.dumps(probe(argv[0], int(argv[1]), float(argv[2]) if len(argv) > 2 else 1e-3)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
