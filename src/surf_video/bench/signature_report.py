@@ -269,26 +269,32 @@ def _plt():
 
 
 def plot_quality_vs_cost(result: dict, path: str | os.PathLike) -> Path:
-    """Object IoU with the reference against GFLOPs per video, one point per method."""
+    """Object IoU (left) and the decoder-free latent correlation (right) with the reference against GFLOPs per
+    video, one point per method (95 % half-widths as error bars)."""
     plt = _plt()
     s = result["summary"]
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for m in result["methods"]:
-        n = m["name"]
-        x, y, e = _m(s, n, "flops") / 1e9, s[n]["iou"]["mean"], s[n]["iou"]["ci95"]
-        if not math.isfinite(y):
-            continue
-        color = _COLORS.get(m.get("form"), {"steps": "tab:red", "direct": "black", "hlh": "tab:purple"}.get(m["kind"]))
-        marker = "*" if m["k"] == "auto" else "o"
-        ax.errorbar(x, y, yerr=e if math.isfinite(e) else None, fmt=marker, color=color, ms=8 if marker == "*" else 5,
-                    capsize=2)
-        ax.annotate(n.replace("surf_", ""), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("transformer GFLOPs per video (CFG counted)")
-    ax.set_ylabel("object-mask IoU with the reference (at the preview size)")
-    ax.set_title(f"Signature retention vs cost ({result['num_samples']} videos, {result.get('model', '')})")
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    for ax, metric, label in ((axes[0], "iou", "object-mask IoU with the reference (at P)"),
+                              (axes[1], "latent_corr", "latent correlation with the reference (at P)")):
+        for m in result["methods"]:
+            n = m["name"]
+            st = s[n].get(metric, {})
+            x, y, e = _m(s, n, "flops") / 1e9, st.get("mean", float("nan")), st.get("ci95", float("nan"))
+            if not math.isfinite(y):
+                continue
+            color = _COLORS.get(m.get("form"), {"steps": "tab:red", "direct": "black", "hlh": "tab:purple"}.get(m["kind"]))
+            marker = "*" if m["k"] == "auto" else "o"
+            ax.errorbar(x, y, yerr=e if math.isfinite(e) else None, fmt=marker, color=color,
+                        ms=8 if marker == "*" else 5, capsize=2)
+            ax.annotate(n.replace("surf_", ""), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("transformer GFLOPs per video (CFG counted)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if not ax.lines and not ax.collections:
+            ax.text(0.5, 0.5, "undefined: no object found in any video", ha="center", transform=ax.transAxes)
+    fig.suptitle(f"Signature retention vs cost ({result['num_samples']} videos, {result.get('model', '')})")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
 

@@ -116,7 +116,10 @@ def _signature(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.report_only:
-        return _report(args, rep.load_results(args.report_only, args.examples_npz), Path(args.report_only))
+        loaded = rep.load_results(args.report_only, args.examples_npz)
+        if args.label:  # display label of the plots and the README (the JSON is not rewritten)
+            loaded["model"] = args.label
+        return _report(args, loaded, Path(args.report_only))
     hlh = None if args.hlh.strip().lower() == "none" else _ints(args.hlh)
     if hlh is not None and len(hlh) != 2:
         raise ValueError(f"--hlh takes k1,k2 or 'none', got {args.hlh!r}")
