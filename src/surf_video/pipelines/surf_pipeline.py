@@ -401,11 +401,11 @@ class SURFPipeline:
         return z, self._fresh_scheduler(num_steps, new_sigmas)
 
     def _refine(self, preview, cond, height, width, steps, noise_aug, generator):
-        from ..core.flow_map import flow_map_sample
+        from ..core.flow_map import flow_map_sample, upsample_latent
 
         a = self.adapter
         size = (height // a.spatial_factor, width // a.spatial_factor)
-        z_lr = resize_latent(preview.float(), size, "bilinear")
+        z_lr = upsample_latent(preview.float(), size)  # the same linear upsampling the refiner is trained on
         text = a.text_embeddings_for_refiner(cond)
         ref = self.refiner
         if text.shape[-1] != ref.config.text_dim:
