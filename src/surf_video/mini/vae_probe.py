@@ -4,7 +4,10 @@
 windows of world clips for STEPS Adam steps, then reports the PSNR of decoding the latent means,
 shuffled means and zeros. If the three are equal, the decoder ignores z (the collapse seen in the
 v0 GPU run). Objectives: ``old`` = posterior sample + 1e-4 KL (v0), ``new`` = ``train_vae``'s
-deterministic AE with latent noise, ``pure`` = decode(mu) with L1 only.
+deterministic AE with latent noise, ``pure`` = decode(mu) with L1 only, ``zero-mid`` = ``pure`` with the
+last conv of the decoder mid block's residual branches zero-initialised, ``frozen-encoder`` = ``pure``
+training only the decoder on the outputs of the frozen random encoder. ``--crop N`` sets the window size
+(default 16).
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from .train_vae import _batch, psnr
 __all__ = ["probe", "main"]
 
 
-def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1) -> dict:
-    if mode not in ("old", "new", "pure"):
-        raise ValueError(f"mode must be old, new or pure, got {mode!r}")
+MODES = ("old", "new", "pure", "zero-mid", "frozen-encoder")
+
+
+def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1, crop: int = 16) -> dict:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     cpu = torch.device("cpu")
@@ -33,16 +39,25 @@ def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1) -> dict:
     _, h = render_clips(range(100, 116), (144,), workers=1, progress=False)
     data_r, data_hr = torch.from_numpy(r[64]), torch.from_numpy(h[144])
     vae = build_vae().train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+    if mode == "zero-mid":
+        mid = vae.decoder.mid_block
+        for conv in (mid.attentions[0].proj, mid.resnets[0].conv2, mid.resnets[1].conv2):
+            torch.nn.init.zeros_(conv.weight)
+            torch.nn.init.zeros_(conv.bias)
+    if mode == "frozen-encoder":
+        for p in [*vae.encoder.parameters(), *vae.quant_conv.parameters()]:
+            p.requires_grad_(False)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
     t0 = time.time()
     for _ in range(steps):
-        x = _batch(data_r, data_hr, 4, gen, cpu, crop=16, frames=5)
+        x = _batch(data_r, data_hr, 4, gen, cpu, crop=crop, frames=5)
         post = vae.encode(x).latent_dist
         if mode == "old":
             kl = 0.5 * (post.mean**2 + post.var - 1.0 - post.logvar).mean()
             loss = F.l1_loss(vae.decode(post.sample()).sample, x) + 1e-4 * kl
-        elif mode == "pure":
+        elif mode in ("pure", "zero-mid", "frozen-encoder"):
             loss = F.l1_loss(vae.decode(post.mean).sample, x)
         else:
             mu = post.mean
@@ -59,7 +74,7 @@ def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1) -> dict:
         post = vae.encode(x).latent_dist
         mu = post.mean
         return {
-            "mode": mode, "steps": steps, "lr": lr, "minutes": (time.time() - t0) / 60,
+            "mode": mode, "steps": steps, "lr": lr, "crop": crop, "minutes": (time.time() - t0) / 60,
             "psnr_decode_mu": psnr(vae.decode(mu).sample, x),
             "psnr_decode_shuffled_mu": psnr(vae.decode(mu[torch.randperm(len(mu), generator=gen)]).sample, x),
             "psnr_decode_zeros": psnr(vae.decode(torch.zeros_like(mu)).sample, x),
@@ -68,10 +83,15 @@ def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1) -> dict:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    crop = 16
+    if "--crop" in argv:
+        i = argv.index("--crop")
+        crop = int(argv[i + 1])
+        del argv[i : i + 2]
     if len(argv) < 2:
-        raise SystemExit("usage: python -m surf_video.mini.vae_probe {old,new,pure} STEPS [LR]")
-    print(json.dumps(probe(argv[0], int(argv[1]), float(argv[2]) if len(argv) > 2 else 1e-3)))
+        raise SystemExit(f"usage: python -m surf_video.mini.vae_probe {{{','.join(MODES)}}} STEPS [LR] [--crop N]")
+    print(json.dumps(probe(argv[0], int(argv[1]), float(argv[2]) if len(argv) > 2 else 1e-3, crop=crop)))
     return 0
 
 
