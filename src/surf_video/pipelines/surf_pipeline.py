@@ -6,7 +6,6 @@ through an adapter (``adapters.py``) and the pure SURF math in ``surf_video.core
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,8 +15,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.reshift import (
-    RENOISE_MODES,
-    RESIZE_MODES,
     estimate_x0,
     relative_change,
     renoise as renoise_fn,
