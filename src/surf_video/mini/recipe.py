@@ -26,7 +26,10 @@ class VAERecipe:
     num_clips: int = 3000  # clips rendered at 128 px
     num_clips_hr: int = 600  # clips rendered at 288 px (random 128 px crops)
     batch_size: int = 16
-    lr: float = 4e-4
+    # Wide convs + Adam: at lr >= 4e-4 the first steps swamp the decoder with a z-independent signal
+    # and it never uses z again (see benchmarks/results/mini_vae_collapse_cpu.json); warm up slowly.
+    lr: float = 1.5e-4
+    warmup_steps: int = 300
     max_steps: int = 1500
     max_minutes: float = 3.0
     kl_weight: float = 1e-4  # weight of the L2 pull of the latent means towards 0

@@ -118,7 +118,7 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
     t0, step, hist = time.time(), 0, []
     while step < recipe.max_steps and (time.time() - t0) < recipe.max_minutes * 60:
         x = _batch(data_r, data_hr, recipe.batch_size, gen, dev, recipe.crop, recipe.frames)
-        lr = recipe.lr * min(1.0, (step + 1) / 100)
+        lr = recipe.lr * min(1.0, (step + 1) / max(recipe.warmup_steps, 1))
         for g in opt.param_groups:
             g["lr"] = lr
         # A deterministic autoencoder with latent-noise augmentation: sampling the posterior at its
@@ -154,6 +154,8 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
         "final_kl": float(np.mean([h[1] for h in hist[-100:]])),
         "psnr_heldout_128": _heldout_psnr(vae, held_r, dev),
         "psnr_heldout_288": _heldout_psnr(vae, held_hr, dev),
+        # the collapse check: a decoder that ignores z scores the same on zeros as on the real latents
+        "psnr_heldout_128_decode_zeros": _heldout_psnr(vae, held_r, dev, zeros=True),
         "latents_mean": mean,
         "latents_std": std,
     }
@@ -162,11 +164,12 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
 
 
 @torch.no_grad()
-def _heldout_psnr(vae, videos_u8, dev, batch: int = 8) -> float:
+def _heldout_psnr(vae, videos_u8, dev, batch: int = 8, zeros: bool = False) -> float:
     vals = []
     for i in range(0, len(videos_u8), batch):
         x = _to_float(videos_u8[i : i + batch].to(dev))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            rec = vae.decode(vae.encode(x).latent_dist.mean).sample
+            mu = vae.encode(x).latent_dist.mean
+            rec = vae.decode(torch.zeros_like(mu) if zeros else mu).sample
         vals.append(psnr(rec, x))
     return float(np.mean(vals))

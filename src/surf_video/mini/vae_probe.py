@@ -7,7 +7,7 @@ v0 GPU run). Objectives: ``old`` = posterior sample + 1e-4 KL (v0), ``new`` = ``
 deterministic AE with latent noise, ``pure`` = decode(mu) with L1 only, ``zero-mid`` = ``pure`` with the
 last conv of the decoder mid block's residual branches zero-initialised, ``frozen-encoder`` = ``pure``
 training only the decoder on the outputs of the frozen random encoder. ``--crop N`` sets the window size
-(default 16).
+(default 16); ``--warmup N`` ramps the learning rate linearly over the first N steps (default 0).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ __all__ = ["probe", "main"]
 MODES = ("old", "new", "pure", "zero-mid", "frozen-encoder")
 
 
-def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1, crop: int = 16) -> dict:
+def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1, crop: int = 16, warmup: int = 0) -> dict:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     torch.set_num_threads(threads)
@@ -51,7 +51,9 @@ def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1, crop: int =
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
     t0 = time.time()
-    for _ in range(steps):
+    for step in range(steps):
+        for g in opt.param_groups:  # linear warm-up (train_vae's recipe uses one)
+            g["lr"] = lr * min(1.0, (step + 1) / max(warmup, 1))
         x = _batch(data_r, data_hr, 4, gen, cpu, crop=crop, frames=5)
         post = vae.encode(x).latent_dist
         if mode == "old":
@@ -74,7 +76,7 @@ def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1, crop: int =
         post = vae.encode(x).latent_dist
         mu = post.mean
         return {
-            "mode": mode, "steps": steps, "lr": lr, "crop": crop, "minutes": (time.time() - t0) / 60,
+            "mode": mode, "steps": steps, "lr": lr, "warmup": warmup, "crop": crop, "minutes": (time.time() - t0) / 60,
             "psnr_decode_mu": psnr(vae.decode(mu).sample, x),
             "psnr_decode_shuffled_mu": psnr(vae.decode(mu[torch.randperm(len(mu), generator=gen)]).sample, x),
             "psnr_decode_zeros": psnr(vae.decode(torch.zeros_like(mu)).sample, x),
@@ -84,14 +86,15 @@ def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1, crop: int =
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    crop = 16
-    if "--crop" in argv:
-        i = argv.index("--crop")
-        crop = int(argv[i + 1])
-        del argv[i : i + 2]
+    opts = {"crop": 16, "warmup": 0}
+    for name in opts:
+        if f"--{name}" in argv:
+            i = argv.index(f"--{name}")
+            opts[name] = int(argv[i + 1])
+            del argv[i : i + 2]
     if len(argv) < 2:
-        raise SystemExit(f"usage: python -m surf_video.mini.vae_probe {{{','.join(MODES)}}} STEPS [LR] [--crop N]")
-    print(json.dumps(probe(argv[0], int(argv[1]), float(argv[2]) if len(argv) > 2 else 1e-3, crop=crop)))
+        raise SystemExit(f"usage: python -m surf_video.mini.vae_probe {{{','.join(MODES)}}} STEPS [LR] [--crop N] [--warmup N]")
+    print(json.dumps(probe(argv[0], int(argv[1]), float(argv[2]) if len(argv) > 2 else 1e-3, **opts)))
     return 0
 
 
