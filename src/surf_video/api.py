@@ -129,7 +129,10 @@ def generate(pipe: SURFPipeline, prompt: str, out: str | os.PathLike, *, seed: i
     result = pipe(prompt, generator=_generator(seed, device), height=height, width=width, output_type="np",
                   **call_kwargs)
     video = to_uint8(result.frames[0])
-    path = write_video(out, video, fps=fps)
+    from .pipelines.parallel import is_main_process
+
+    # Under context parallelism every rank holds the same video; only rank 0 writes it.
+    path = write_video(out, video, fps=fps) if is_main_process() else Path(out)
     summary = {
         "out": str(path), "frames": int(video.shape[0]), "height": int(video.shape[1]), "width": int(video.shape[2]),
         "switch_steps": result.switch_steps, "num_evaluations": result.num_evaluations,

@@ -85,6 +85,8 @@ class SpeedConfig:
     dtype: str = "bfloat16"
     seed: int = 0
     command: str = ""
+    parallel: str | None = None  # context parallelism under torchrun: "ulysses" or "ring" (refiner: Ulysses)
+    parallel_degree: int | None = None  # default: the number of processes
 
 
 # ---------------------------------------------------------------------------------------------- timing
@@ -432,6 +434,7 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
 
     surf = SURFPipeline.from_pipe(pipe, refiner=refiner, base_size=base)
     surf.set_progress_bar_config(disable=True)
+    parallel, peak = _enable_parallel(cfg, surf, peak, log)
     if cfg.batch_cfg and family == "wan":
         _batched_cfg(surf.adapter)
     timer = ForwardTimer(device)
@@ -454,7 +457,7 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
     result = {"model": cfg.model, "family": family, "params": params, "refiner": ref_name,
               "refiner_params": sum(p.numel() for p in refiner.parameters()),
               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-              "env": _env(cfg, peak), "runs": []}
+              "env": _env(cfg, peak), "parallel": parallel, "runs": []}
     lf = (frames - 1) // 4 + 1
     for target in cfg.targets:
         th, tw = cfg.target_size or TARGETS[target]
@@ -513,6 +516,25 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
     return result
 
 
+def _enable_parallel(cfg: SpeedConfig, surf, peak, log, refiner_only: bool = False):
+    """Context parallelism for the run (torchrun job). Returns its description and the peak of all its GPUs."""
+    if not cfg.parallel:
+        return None, peak
+    import torch.distributed as dist
+
+    from ..pipelines import parallel as P
+
+    degree = cfg.parallel_degree or dist.get_world_size()
+    if refiner_only:  # the host transformer is never called
+        info = {"mode": "ulysses", "degree": degree,
+                "backends": {"refiner": P.enable_model_context_parallel(surf.refiner, ulysses_degree=degree)}}
+    else:
+        info = P.enable_context_parallel(surf, **{f"{cfg.parallel}_degree": degree})
+    log(f"context parallelism: {info}")
+    # fraction_of_peak then compares with the peak of all the job's GPUs
+    return {**info, "peak_per_gpu_tflops": peak}, (peak * degree if peak else peak)
+
+
 def _text_len(timer: ForwardTimer, shape) -> int:
     args, kwargs = timer.inputs[("transformer", tuple(shape))]
     return int(kwargs["encoder_hidden_states"].shape[1])
@@ -558,6 +580,7 @@ def run_refiner_speed(cfg: SpeedConfig, log=print) -> dict:
 
     surf = SURFPipeline.from_pipe(pipe, refiner=refiner)
     surf.set_progress_bar_config(disable=True)
+    parallel, peak = _enable_parallel(cfg, surf, peak, log, refiner_only=True)
     timer = ForwardTimer(device)
     timer.attach(refiner, "refiner")
     lf = (frames - 1) // 4 + 1
@@ -567,7 +590,7 @@ def run_refiner_speed(cfg: SpeedConfig, log=print) -> dict:
     result = {"model": cfg.model, "family": "refiner", "refiner": ref_name,
               "refiner_params": sum(p.numel() for p in refiner.parameters()),
               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-              "env": _env(cfg, peak), "runs": []}
+              "env": _env(cfg, peak), "parallel": parallel, "runs": []}
     nr = _steps_run(cfg.refine_steps, cfg.timed_steps, 1)
     for target in cfg.targets:
         th, tw = cfg.target_size or TARGETS[target]

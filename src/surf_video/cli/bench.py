@@ -62,6 +62,10 @@ def register(subparsers) -> None:
     s.add_argument("--profile", action="store_true", help="profile one forward of each stage under 60%% of peak")
     s.add_argument("--device", default="cuda")
     s.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    s.add_argument("--parallel", default=None, choices=("ulysses", "ring"),
+                   help="context parallelism over a torchrun job's GPUs (torchrun --nproc_per_node N -m "
+                        "surf_video.cli.main bench speed ... --parallel ulysses); rank 0 writes the JSON")
+    s.add_argument("--parallel-degree", type=int, default=None, help="default: the number of processes")
     s.add_argument("--out", default="benchmarks/results",
                    help="a .json file (one model) or a folder (speed_<model>[_variant].json in it)")
     s.set_defaults(func=_speed)
@@ -79,7 +83,8 @@ def _out_path(args, model: str, many: bool) -> Path:
     if out.suffix == ".json" and not many:
         return out
     variant = "".join(["_compile" if args.compile else "", "_batchcfg" if args.batch_cfg else "",
-                       f"_{args.attention_backend.strip('_')}" if args.attention_backend else ""])
+                       f"_{args.attention_backend.strip('_')}" if args.attention_backend else "",
+                       f"_{args.parallel}{args.parallel_degree or ''}" if args.parallel else ""])
     return out / f"speed_{model}{variant}.json"
 
 
@@ -97,6 +102,16 @@ def _speed(args) -> int:
         raise ValueError(f"--timed-steps must be >= 1, got {args.timed_steps}")
     models = list(_ALL) if args.model == "all" else [args.model]
     command = "surf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "surf bench speed"
+    main = True
+    if args.parallel:
+        import os
+
+        from ..pipelines.parallel import init_distributed
+
+        if "WORLD_SIZE" not in os.environ:
+            raise ValueError("--parallel: launch under torchrun (torchrun --nproc_per_node N ...)")
+        main = init_distributed(args.device).rank == 0
+        command = f"torchrun --nproc_per_node {os.environ['WORLD_SIZE']} -m surf_video.cli.main " + command[5:]
     failed = 0
     for model in models:
         cfg = SpeedConfig(
@@ -105,10 +120,11 @@ def _speed(args) -> int:
             num_frames=args.num_frames, base_size=args.base_size, preview_size=args.preview_size,
             target_size=args.target_size, windows=args.windows, compile=args.compile, batch_cfg=args.batch_cfg,
             attention_backend=args.attention_backend, vae_decode=not args.no_vae_decode, profile=args.profile,
-            device=args.device, dtype=args.dtype, command=command,
+            device=args.device, dtype=args.dtype, command=command, parallel=args.parallel,
+            parallel_degree=args.parallel_degree,
         )
         try:
-            result = run_speed(cfg, log=lambda m: print(m, flush=True))
+            result = run_speed(cfg, log=lambda m: print(m, flush=True) if main else None)
         except Exception:  # one model failing (e.g. out of memory) must not lose the others' results
             if len(models) == 1:
                 raise
@@ -118,8 +134,9 @@ def _speed(args) -> int:
         finally:
             gc.collect()
             _empty_cache()
-        path = write_json(result, _out_path(args, model, len(models) > 1))
-        print(f"wrote {path}", flush=True)
+        if main:  # under torchrun every rank has the result; rank 0 writes it
+            path = write_json(result, _out_path(args, model, len(models) > 1))
+            print(f"wrote {path}", flush=True)
     return 1 if failed else 0
 
 

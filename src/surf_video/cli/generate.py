@@ -78,13 +78,34 @@ def parse_cache(spec: str | None):
     raise ValueError(f"--cache must be fbc:THRESHOLD or taylorseer:INTERVAL, got {spec!r}")
 
 
+def _parallel_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parallel", default=None, choices=["ulysses", "ring"],
+                   help="context parallelism over the processes of a torchrun job: "
+                        "torchrun --nproc_per_node N -m surf_video.cli.main generate ... --parallel ulysses")
+    p.add_argument("--parallel-degree", type=int, default=None, help="default: the number of processes")
+
+
 def _load(args):
+    import os
+
     from ..api import load_pipeline
 
-    pipe = load_pipeline(args.base, None if args.refiner == "none" else args.refiner, args.device, args.dtype)
+    parallel, device = getattr(args, "parallel", None), args.device
+    if parallel:
+        if "WORLD_SIZE" not in os.environ:
+            raise ValueError("--parallel: launch under torchrun (torchrun --nproc_per_node N ...)")
+        from ..pipelines.parallel import init_distributed
+
+        info = init_distributed(args.device)
+        device = str(info.device)
+    pipe = load_pipeline(args.base, None if args.refiner == "none" else args.refiner, device, args.dtype)
     if args.attention_backend or args.compile or args.quantize or args.cache:
         pipe.enable_accelerations(cache=parse_cache(args.cache), attention_backend=args.attention_backend,
                                   compile=args.compile, quantize=args.quantize)
+    if parallel:
+        from ..pipelines.parallel import enable_context_parallel
+
+        enable_context_parallel(pipe, **{f"{parallel}_degree": args.parallel_degree or info.world_size})
     return pipe
 
 
@@ -99,7 +120,10 @@ def _generate(args) -> int:
         args.height, args.width = defaults_for(args.base).get("target_size", (None, None))
     summary = generate(pipe, args.prompt, args.out, seed=args.seed, fps=args.fps, height=args.height,
                        width=args.width, refine_steps=args.refine_steps, **kw)
-    print(json.dumps(summary))
+    from ..pipelines.parallel import is_main_process
+
+    if is_main_process():  # under torchrun every rank holds the same result; rank 0 wrote the video
+        print(json.dumps(summary))
     return 0
 
 
@@ -149,6 +173,7 @@ def register(sub) -> None:
     p.add_argument("--refine-steps", type=int, default=10)
     _model_args(p)
     _sample_args(p)
+    _parallel_args(p)
     p.set_defaults(func=_generate)
 
     p = sub.add_parser("preview", help="make previews (videos + latents) to refine later with `surf refine`")

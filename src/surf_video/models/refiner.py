@@ -21,6 +21,7 @@ import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.loaders import PeftAdapterMixin
 from diffusers.models.attention import AttentionMixin
+from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.attention_dispatch import dispatch_attention_fn
 from diffusers.models.modeling_outputs import Transformer2DModelOutput
 from diffusers.models.modeling_utils import ModelMixin
@@ -52,6 +53,7 @@ from ..core.window import (
     window_positions,
 )
 from .configs import load_refiner_config
+from .ulysses import heads_to_seq, seq_to_heads, ulysses_group
 
 __all__ = [
     "RefinerTransformer3DModel",
@@ -110,9 +112,11 @@ class RefinerWindowAttnProcessor(WanAttnProcessor):
     """Self-attention processor for temporal windows; falls back to Wan's when given a RoPE tuple.
 
     Full windows are one batched :func:`dispatch_attention_fn` call of ``B * M`` sequences with no
-    mask, so flash / cuDNN backends apply. The class attributes ``_attention_backend`` and
-    ``_parallel_config`` follow ``set_attention_backend``; context parallelism is not supported on
-    the windowed path.
+    mask, so flash / cuDNN backends apply. ``_attention_backend`` follows ``set_attention_backend``.
+    Under context parallelism (``enable_parallelism`` sets ``_parallel_config``) this rank holds
+    ``N / P`` tokens: Ulysses all-to-alls trade them for ``H / P`` heads of the full sequence, so the
+    whole-sequence RoPE / window plan applies unchanged (its tables broadcast over heads), and trade
+    back after attention. Ring attention is not implemented here (``NotImplementedError``).
     """
 
     _attention_backend = None
@@ -127,19 +131,32 @@ class RefinerWindowAttnProcessor(WanAttnProcessor):
         rotary_emb: WindowPlan | tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Attend ``hidden_states [B, N, dim]`` (``N = F' * H' * W'`` frame-major) -> ``[B, N, dim]``."""
-        if not isinstance(rotary_emb, WindowPlan):
+        cp = self._parallel_config is not None and self._parallel_config.context_parallel_config is not None
+        if not isinstance(rotary_emb, WindowPlan) and not (cp and encoder_hidden_states is None):
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError("windowed self-attention takes no encoder_hidden_states or attention_mask")
-        if self._parallel_config is not None:
-            raise NotImplementedError("context parallelism is not supported by temporal-window attention")
-        plan = rotary_emb
+        return self._attend_windows(attn, hidden_states, rotary_emb, cp)
+
+    def _attend_windows(self, attn, hidden_states, plan, cp: bool):
         query, key, value = _get_qkv_projections(attn, hidden_states, None)
+        # RMSNorm across all heads: before the head split, where each token still has every head.
         query, key = attn.norm_q(query), attn.norm_k(key)
         query, key, value = (x.unflatten(2, (attn.heads, -1)) for x in (query, key, value))
-        query = _apply_rotary(query, plan.freqs_cos, plan.freqs_sin)
-        key = _apply_rotary(key, plan.freqs_cos, plan.freqs_sin)
-        out = windowed_attention(query, key, value, plan, backend=self._attention_backend)
+        if cp:
+            group, degree = ulysses_group(self._parallel_config)
+            query, key, value = (seq_to_heads(x, group, degree) for x in (query, key, value))
+        if isinstance(plan, WindowPlan):
+            cos, sin = plan.freqs_cos, plan.freqs_sin
+        else:  # full attention (one window covers every frame) under context parallelism
+            cos, sin = plan
+        query, key = _apply_rotary(query, cos, sin), _apply_rotary(key, cos, sin)
+        if isinstance(plan, WindowPlan):
+            out = windowed_attention(query, key, value, plan, backend=self._attention_backend)
+        else:
+            out = _attend(query, key, value, None, self._attention_backend)
+        if cp:
+            out = heads_to_seq(out, group, degree)
         out = out.flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
 
@@ -229,6 +246,14 @@ class RefinerTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atten
     _keep_in_fp32_modules = ["rope", "time_embedder", "scale_shift_table", "norm1", "norm2", "norm3"]
     _keys_to_ignore_on_load_unexpected = ["norm_added_q"]
     _repeated_blocks = ["RefinerTransformerBlock"]
+    # Context parallelism (ModelMixin.enable_parallelism): tokens are split at the first block and gathered
+    # after proj_out, as in Wan. The RoPE / window plan is not split: the windowed processor works on the full
+    # sequence after its Ulysses all-to-all. Per-token timesteps [B, N] are split like the tokens.
+    _cp_plan = {
+        "": {"timestep": ContextParallelInput(split_dim=1, expected_dims=2, split_output=False)},
+        "blocks.0": {"hidden_states": ContextParallelInput(split_dim=1, expected_dims=3, split_output=False)},
+        "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    }
 
     @register_to_config
     def __init__(
@@ -364,6 +389,12 @@ class RefinerTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin, Atten
                 f"latent (F, H, W)=({f}, {h}, {w}) must be divisible by patch_size {tuple(self.config.patch_size)}"
             )
         ppf, pph, ppw = f // p_t, h // p_h, w // p_w
+        cp = self._parallel_config.context_parallel_config if self._parallel_config is not None else None
+        if cp is not None and (ppf * pph * ppw) % (cp.ring_degree * cp.ulysses_degree):
+            raise ValueError(
+                f"context parallelism: {ppf}x{pph}x{ppw} = {ppf * pph * ppw} refiner tokens (latent {f}x{h}x{w}) are "
+                f"not divisible by the degree {cp.ring_degree * cp.ulysses_degree}"
+            )
         plans = self.window_plans(ppf, pph, ppw, device=hidden_states.device)
 
         hidden_states = self.patch_embedding(hidden_states).flatten(2).transpose(1, 2).contiguous()

@@ -231,6 +231,7 @@ class SURFPipeline:
             refiner=self.refiner, refine_steps=refine_steps, auto_switch_tol=auto_switch_tol,
             min_switch_step=min_switch_step, max_switch_step=max_switch_step,
         )
+        self._check_parallel(stage_sizes, switches, auto, num_inference_steps, num_frames, height, width)
         if callback_on_step_end is not None and hasattr(callback_on_step_end, "tensor_inputs"):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         timer = _Timer(a.device)
@@ -291,6 +292,18 @@ class SURFPipeline:
         )
 
     # ---- pieces ----------------------------------------------------------------------------------------
+    def _check_parallel(self, stage_sizes, switches, auto, num_steps, num_frames, height, width) -> None:
+        """Under context parallelism every stage that runs must have a token count the degree divides."""
+        from .parallel import check_context_parallel_sizes
+
+        sf = self.adapter.spatial_factor
+        if auto:
+            run = list(range(len(stage_sizes)))
+        else:
+            plan = make_stage_plan(num_steps, [(h // sf, w // sf) for h, w in stage_sizes], switches)
+            run = [i for i, s in enumerate(plan) if s.num_steps > 0]
+        check_context_parallel_sizes(self, stage_sizes, run, num_frames, height if self.refiner else None, width)
+
     def _fresh_scheduler(self, num_steps: int, sigmas: torch.Tensor | None = None):
         """A new scheduler from the base's config (solver history empty), optionally on a custom sigma list.
 
@@ -436,6 +449,10 @@ class SURFPipeline:
         from .checks import check_refine
 
         check_refine(self.adapter, self.refiner, preview_latents, height, width, refine_steps, output_type)
+        from .parallel import check_context_parallel_sizes
+
+        frames = (preview_latents.shape[2] - 1) * self.adapter.temporal_factor + 1
+        check_context_parallel_sizes(self, [], [], frames, height, width)
         cond = self.adapter.encode(prompt, None, 1.0, 1, max_sequence_length, **(
             {"prompt_embeds": prompt_embeds} if self.adapter.name == "wan" else {}))
         emb = cond.tensors["encoder_hidden_states"]
