@@ -25,7 +25,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from surf_video.io.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, probe_num_frames, read_video
 from surf_video.train.degrade import PixelDegradeConfig, degrade_video
 
 __all__ = [
@@ -41,6 +40,24 @@ __all__ = [
     "StepBatchSampler",
     "collate",
 ]
+
+# PyAV (surf_video.io.video) is imported on first use: latent-cache and procedural training need no
+# video decoding, and GPU hosts without PyAV can train from cached latents. Same tuples as io.video.
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def probe_num_frames(path):
+    from surf_video.io.video import probe_num_frames as probe
+
+    return probe(path)
+
+
+def read_video(path, **kwargs):
+    from surf_video.io.video import read_video as read
+
+    return read(path, **kwargs)
+
 
 logger = logging.getLogger(__name__)
 

@@ -46,6 +46,8 @@ from surf_video.train.data import (
     synthetic_sample,
 )
 from surf_video.train.degrade import degrade_latents
+from surf_video.train.distributed import (enable_fsdp_on_cpu, full_tensors, is_fsdp, reshard, save_plain_model,
+                                          shard_like)
 from surf_video.train.latents import CachedLatentDataset, build_encoder
 from surf_video.train.text import build_text_encoder
 
@@ -195,6 +197,9 @@ class Trainer:
             _reset_accelerate_state_if(cfg.mixed_precision)
         self.acc = accelerator or Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu,
                                               gradient_accumulation_steps=cfg.optim.gradient_accumulation_steps)
+        if cpu:
+            enable_fsdp_on_cpu(self.acc)  # accelerate would silently run DDP instead
+        self.fsdp = is_fsdp(self.acc)
         if cfg.cpu_threads is not None and self.acc.device.type == "cpu":
             # tiny models on shared CPUs: intra-op threads cost more than they give
             torch.set_num_threads(cfg.cpu_threads)
@@ -209,10 +214,10 @@ class Trainer:
         optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
         # Not passed to accelerator.prepare: its wrapper steps the schedule once per process.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(o.warmup_steps, cfg.total_steps, o.schedule))
-        if o.ema_decay is not None and getattr(self.acc.state, "fsdp_plugin", None) is not None:
-            raise ValueError("optim.ema_decay is not supported with FSDP (parameters are sharded); set it to null")
-        self.ema = EMA(model, o.ema_decay) if o.ema_decay is not None else None
+        self._model_cls, self._model_config = type(model), model.config
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        # after prepare: under FSDP the EMA keeps fp32 copies of this rank's shards only
+        self.ema = EMA(self.acc.unwrap_model(self.model), o.ema_decay) if o.ema_decay is not None else None
         self.dataset = build_dataset(cfg, sample_fn)
         self.latent_data = cfg.data.type == "latents"
         enc_needed = not self.latent_data or cfg.validation.every > 0
@@ -273,10 +278,14 @@ class Trainer:
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
         self.acc.wait_for_everyone()
+        # FSDP: sharded model + optimizer state (torch.distributed.checkpoint, every rank writes its shard)
         self.acc.save_state(str(tmp), safe_serialization=True)
+        gather_ema = self.ema is not None and (self.fsdp or self.acc.is_main_process)
+        ema = self._ema_full() if gather_ema else None  # under FSDP a gather: every rank takes part
+        self.acc.wait_for_everyone()  # every rank's files (RNG state, shards) are written before the rename
         if self.acc.is_main_process:
-            if self.ema is not None:
-                save_file({k: v.contiguous() for k, v in self.ema.shadow.items()}, str(tmp / "ema.safetensors"))
+            if ema is not None:
+                save_file(ema, str(tmp / "ema.safetensors"))
             state = {"step": self.step, "scheduler": self.scheduler.state_dict(), "global_batch": self.global_batch,
                      "num_processes": self.acc.num_processes, "seed": self.cfg.seed,
                      "ema_num_updates": self.ema.num_updates if self.ema else None, "time": time.time()}
@@ -295,7 +304,8 @@ class Trainer:
         if self.ema is not None:
             if not (ckpt / "ema.safetensors").is_file():
                 raise ValueError(f"checkpoint {ckpt} has no EMA weights but optim.ema_decay is set")
-            self.ema.shadow = {k: v.float() for k, v in load_file(str(ckpt / "ema.safetensors")).items()}
+            full = load_file(str(ckpt / "ema.safetensors"))
+            self.ema.shadow = {k: shard_like(full[k].float(), v) for k, v in self.ema.shadow.items()}
             self.ema.num_updates = state["ema_num_updates"]
         self.step = int(state["step"])
 
@@ -391,6 +401,8 @@ class Trainer:
                             grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), cfg.optim.max_grad_norm)
                         else:
                             grad_norm = self.acc.clip_grad_norm_(self.model.parameters(), float("inf"))
+                        if hasattr(grad_norm, "full_tensor"):  # FSDP2: a replicated DTensor
+                            grad_norm = grad_norm.full_tensor()
                         # under fp16 the grad scaler skips overflowing steps itself
                         if cfg.mixed_precision != "fp16" and not torch.isfinite(torch.as_tensor(grad_norm)).all():
                             raise TrainingDiverged(self._diverged_msg("gradient norm", grad_norm))
@@ -440,8 +452,10 @@ class Trainer:
     # ------------------------------------------------------------------ validation and export
     @torch.no_grad()
     def validate(self) -> dict | None:
-        """Refine fixed clips with the (EMA) weights; write ``lr | refined | hr`` videos and the MSE."""
-        if not self.acc.is_main_process:
+        """Refine fixed clips with the (EMA) weights; write ``lr | refined | hr`` videos and the MSE.
+
+        Under FSDP every rank runs the (sharded) model on the same clips; the main process writes."""
+        if not self.acc.is_main_process and not self.fsdp:
             return None
         from surf_video.train.plots import write_validation_video
 
@@ -459,9 +473,13 @@ class Trainer:
         with self.acc.autocast():
             z = refine(model, z_lr, text, cfg.num_steps)
         model.train()
+        if self.fsdp:
+            reshard(model)  # the root stays unsharded after a forward without backward
         if backup is not None:
             for k, p in model.named_parameters():
                 p.copy_(backup[k])
+        if not self.acc.is_main_process:
+            return None
         mse_refined = F.mse_loss(z.float(), z_hr).item()
         mse_input = F.mse_loss(z_lr, z_hr).item()
         out_dir = self.out / "samples"
@@ -478,10 +496,25 @@ class Trainer:
             self._tb.add_scalar("val/mse_input", mse_input, self.step)
         return row
 
+    def _ema_full(self) -> dict[str, torch.Tensor]:
+        """The EMA weights in full on the CPU (under FSDP a gather: call on every rank)."""
+        return full_tensors(self.ema.shadow)
+
     def export(self, path: str | Path | None = None) -> Path:
-        """``save_pretrained`` the trained weights (and the EMA weights to ``PATH-ema``)."""
+        """``save_pretrained`` the trained weights (and the EMA weights to ``PATH-ema``).
+
+        Under FSDP the full weights are gathered (every rank takes part) and rank 0 writes them."""
         path = Path(path or self.out / "final")
         self.acc.wait_for_everyone()
+        if self.fsdp:
+            weights = self.acc.get_state_dict(self.model)  # full, on rank 0 (on the CPU)
+            ema = self._ema_full() if self.ema is not None else None
+            if self.acc.is_main_process:
+                save_plain_model(self._model_cls, self._model_config, weights, path)
+                if ema is not None:  # the EMA covers the trainable parameters; buffers as trained
+                    save_plain_model(self._model_cls, self._model_config, {**weights, **ema}, str(path) + "-ema")
+            self.acc.wait_for_everyone()
+            return path
         model = self.acc.unwrap_model(self.model)
         if self.acc.is_main_process:
             model.save_pretrained(str(path), safe_serialization=True)
