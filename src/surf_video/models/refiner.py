@@ -100,8 +100,11 @@ class WindowPlan:
 
 def _apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     # Same arithmetic as WanAttnProcessor's rotary (interleaved pairs), so full windows match Wan.
+    # float32 tables whatever they arrive as: FSDP2 casts block inputs (this plan's tables) to bf16 in the
+    # forward but not when activation checkpointing recomputes the block, and the recomputed tensors must
+    # match the saved ones (a CheckpointError on 2 GPUs with bf16 FSDP + gradient checkpointing otherwise).
     x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    cos, sin = cos[..., 0::2], sin[..., 1::2]
+    cos, sin = cos[..., 0::2].float(), sin[..., 1::2].float()
     out = torch.empty_like(x)
     out[..., 0::2] = x1 * cos - x2 * sin
     out[..., 1::2] = x1 * sin + x2 * cos
