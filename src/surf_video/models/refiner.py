@@ -136,6 +136,8 @@ class RefinerWindowAttnProcessor(WanAttnProcessor):
         """Attend ``hidden_states [B, N, dim]`` (``N = F' * H' * W'`` frame-major) -> ``[B, N, dim]``."""
         cp = self._parallel_config is not None and self._parallel_config.context_parallel_config is not None
         if not isinstance(rotary_emb, WindowPlan) and not (cp and encoder_hidden_states is None):
+            if rotary_emb is not None:  # float32 tables, as in _apply_rotary (FSDP2 + checkpointing)
+                rotary_emb = tuple(t.float() for t in rotary_emb)
             return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError("windowed self-attention takes no encoder_hidden_states or attention_mask")
