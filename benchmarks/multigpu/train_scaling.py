@@ -272,7 +272,8 @@ def report(a) -> None:
 
     kr = _read_json(work / "kr-run.json")
     if kr:
-        kr.update(kill_at_step=_kill_at(commands), note="FSDP, killed by os._exit(3) on every rank after the "
+        mode = "FSDP" if kr.get("fsdp") else "DDP"
+        kr.update(kill_at_step=_kill_at(commands), note=f"{mode}, killed by os._exit(3) on every rank after the "
                   "kill step, resumed from the newest checkpoint; the uninterrupted run follows in the same launch")
         run_l, ref_l = _losses(work / "kr-run" / "logs" / "train.csv"), _losses(work / "kr-ref" / "logs" / "train.csv")
         common = sorted(set(run_l) & set(ref_l))

@@ -105,7 +105,7 @@ run() {
     local dt=$(( $(date +%s) - t0 ))
     grep -v -i -e "warn" -e "it/s" -e "s/it" "$WORK/$name.log" | tail -n 25 >> "$LOG"
     if [ "$rc" != 0 ]; then  # the launcher's summary hides the cause: keep the first tracebacks too
-        grep -v -i "warn" "$WORK/$name.log" | grep -B 3 -A 25 -m 2 "^Traceback" | head -n 80 >> "$LOG"
+        grep -v -i "warn" "$WORK/$name.log" | grep -B 3 -A 25 -m 2 "^\(\[rank[0-9]*\]: \)\?Traceback" | head -n 80 >> "$LOG"
     fi
     eval "RC_${name//-/_}=$rc"
     say "DONE $name rc=$rc in ${dt}s"
