@@ -312,3 +312,29 @@ def test_set_attention_backend_reaches_window_processor():
         assert all(b.attn1.processor._attention_backend == "native" for b in model.blocks)
         torch.testing.assert_close(model(x, t, text).sample, before, atol=1e-6, rtol=1e-6)
     model.reset_attention_backend()
+
+
+def test_rotary_saves_float32_tables_whatever_their_dtype():
+    """FSDP2 casts block inputs (the RoPE tables) to bf16 in the forward but not when activation
+    checkpointing recomputes the block; the tensors saved for backward must not depend on that cast
+    (a CheckpointError on 2 GPUs otherwise)."""
+    from surf_video.models.refiner import _apply_rotary
+
+    x = torch.randn(1, 6, 2, 8, dtype=torch.bfloat16, requires_grad=True)
+    cos, sin = torch.randn(1, 6, 1, 8), torch.randn(1, 6, 1, 8)
+
+    def saved_table_dtypes(c, s):
+        dtypes = []
+
+        def pack(t):
+            if t.shape[-1] == 4 and t.shape[-2] == 1:  # the sliced tables [1, N, 1, head_dim / 2]
+                dtypes.append(t.dtype)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            _apply_rotary(x, c, s).float().sum().backward()
+        return dtypes
+
+    as_fp32 = saved_table_dtypes(cos, sin)
+    as_bf16 = saved_table_dtypes(cos.bfloat16(), sin.bfloat16())
+    assert as_fp32 and as_fp32 == as_bf16 and set(as_fp32) == {torch.float32}
