@@ -64,7 +64,7 @@ def test_bad_dtype_and_missing_folder_raise(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="SURF-Mini v0 is undertrained (VAE collapsed, 0/100 prompts); see the model card")
+@pytest.mark.xfail(strict=True, reason="SURF-Mini v1 is undertrained (VAE 17.3 dB, 0/100 prompts); see the model card")
 def test_base_follows_simple_prompts_per_world_evaluator(pipe):
     from surf_video.world import evaluate_video
 
