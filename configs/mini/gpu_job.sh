@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One GPU command (< 10 min) of the SURF-Mini training, as run on the borrowed H100.
 # Usage (repo root, wheels of diffusers in .whl_mini/): bash configs/mini/gpu_job.sh STAGE OUTDIR
-#   STAGE=1: VAE, then base;  STAGE=2: base resumed from .mini_ckpt/pipe, then refiner;
+#   STAGE=vae: the VAE alone (comes back as vae.tar.*; put the parts in .mini_ckpt/ for stage 1);
+#   STAGE=1: VAE (or the one in .mini_ckpt/vae.tar.* if there), then base;
+#   STAGE=2: base resumed from .mini_ckpt/pipe, then refiner;
 #   STAGE=all: VAE, base and refiner in one command.
 # Weights come back as fp16 tar parts (<= 15 MB each) under OUTDIR.
 set -o pipefail
@@ -15,8 +17,16 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 pack() { rm -rf $W/pack && mkdir -p $W/pack && cp -r $W/$1 $W/pack/$2 && \
   python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pack')" && \
   (cd $W/pack && tar cf - $2 | split -b 15m - $OUT/$2.tar.); }
-if [ "$STAGE" = 1 ]; then
+if [ "$STAGE" = vae ]; then
   $SURF vae --config configs/mini/vae.yaml --out $W/vae --metrics $OUT/vae.json ${VAE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  pack vae vae
+  exit 0
+elif [ "$STAGE" = 1 ]; then
+  if ls .mini_ckpt/vae.tar.* > /dev/null 2>&1; then
+    mkdir -p $W/ck && tar xf <(cat .mini_ckpt/vae.tar.*) -C $W/ck && cp -r $W/ck/vae $W/vae && echo "VAE from .mini_ckpt" | tee -a $OUT/log.txt
+  else
+    $SURF vae --config configs/mini/vae.yaml --out $W/vae --metrics $OUT/vae.json ${VAE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  fi
   $SURF base --config configs/mini/base.yaml --vae $W/vae --out $W/pipe --metrics $OUT/base.json ${BASE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
   PACK="pipe"
 elif [ "$STAGE" = all ]; then
