@@ -155,3 +155,12 @@ def test_batched_cfg_row_runs_one_forward_of_two_per_step(tmp_path):
     assert run["surf"]["stage2"]["forwards"] == 30 and run["surf"]["refine"]["latent_shape"][0] == 1
     one = F.wan_forward_flops(WAN_TINY, F.PatchGrid(2, 4, 6), 512)["total"]
     assert run["baseline"]["flops_per_forward"] == 2 * one  # a batch of 2 costs two samples' FLOPs
+
+
+def test_quantize_row_fails_with_a_clear_error_off_gpu(tmp_path, capsys):
+    # fp8 needs torchao and a CUDA GPU of compute capability >= 8.9; elsewhere the row stops with the reason
+    assert _run_cli(tmp_path, "--model", "wan-tiny", "--target-size", "64x96", "--base-size", "64x96",
+                    "--preview-size", "32x48", "--num-frames", "5", "--quantize", "fp8") == 2
+    err = capsys.readouterr().err
+    assert "quantize='fp8'" in err and ("torchao" in err or "compute capability" in err)
+    assert not (tmp_path / "r.json").exists()

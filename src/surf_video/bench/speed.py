@@ -79,6 +79,7 @@ class SpeedConfig:
     compile: bool = False
     batch_cfg: bool = False
     attention_backend: str | None = None
+    quantize: str | None = None  # "fp8": torchao float8 linears in base and refiner (pipelines.accel)
     vae_decode: bool = True
     profile: bool = False
     device: str = "cuda"
@@ -424,6 +425,11 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
     refiner = build_refiner(ref_name, device, dtype, **ref_over)
     params = sum(p.numel() for p in transformer.parameters())
     log(f"built {cfg.model} ({params / 1e9:.2f}B params) + {ref_name} in {time.perf_counter() - t0:.1f}s")
+    if cfg.quantize:  # before compile, through the same helper SURFPipeline.enable_accelerations uses
+        from ..pipelines.accel import apply_accelerations
+
+        apply_accelerations(transformer, quantize=cfg.quantize)
+        apply_accelerations(refiner, quantize=cfg.quantize)
     if cfg.attention_backend:
         transformer.set_attention_backend(cfg.attention_backend)
         refiner.set_attention_backend(cfg.attention_backend)
@@ -572,6 +578,10 @@ def run_refiner_speed(cfg: SpeedConfig, log=print) -> dict:
     rc = dict(refiner.config)
     host = build_transformer("wan", dict(WAN_TINY, text_dim=rc["text_dim"]), device, dtype)  # never called
     pipe = build_pipeline("wan", host, device, dtype)
+    if cfg.quantize:
+        from ..pipelines.accel import apply_accelerations
+
+        apply_accelerations(refiner, quantize=cfg.quantize)
     if cfg.attention_backend:
         refiner.set_attention_backend(cfg.attention_backend)
     if cfg.compile:

@@ -58,6 +58,8 @@ def register(subparsers) -> None:
     s.add_argument("--compile", action="store_true", help="torch.compile the repeated blocks")
     s.add_argument("--batch-cfg", action="store_true", help="Wan: both CFG passes in one batch of 2")
     s.add_argument("--attention-backend", default=None, help="diffusers attention backend (e.g. _native_cudnn)")
+    s.add_argument("--quantize", default=None, choices=["fp8"],
+                   help="torchao float8 weights and activations for base and refiner (CUDA, compute capability >= 8.9)")
     s.add_argument("--no-vae-decode", action="store_true", help="skip the separate full-size VAE decode timing")
     s.add_argument("--profile", action="store_true", help="profile one forward of each stage under 60%% of peak")
     s.add_argument("--device", default="cuda")
@@ -84,6 +86,7 @@ def _out_path(args, model: str, many: bool) -> Path:
         return out
     variant = "".join(["_compile" if args.compile else "", "_batchcfg" if args.batch_cfg else "",
                        f"_{args.attention_backend.strip('_')}" if args.attention_backend else "",
+                       f"_{args.quantize}" if args.quantize else "",
                        f"_{args.parallel}{args.parallel_degree or ''}" if args.parallel else ""])
     return out / f"speed_{model}{variant}.json"
 
@@ -119,7 +122,7 @@ def _speed(args) -> int:
             switch_step=args.switch_step, refine_steps=args.refine_steps, timed_steps=args.timed_steps,
             num_frames=args.num_frames, base_size=args.base_size, preview_size=args.preview_size,
             target_size=args.target_size, windows=args.windows, compile=args.compile, batch_cfg=args.batch_cfg,
-            attention_backend=args.attention_backend, vae_decode=not args.no_vae_decode, profile=args.profile,
+            attention_backend=args.attention_backend, quantize=args.quantize, vae_decode=not args.no_vae_decode, profile=args.profile,
             device=args.device, dtype=args.dtype, command=command, parallel=args.parallel,
             parallel_degree=args.parallel_degree,
         )
