@@ -15,41 +15,23 @@ size seen for the first time) is multiplied by the full recipe's forwards and th
 
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
 from . import flops as F
+from .speed_models import (ARCHS, HUNYUAN13B, HUNYUAN_TINY, WAN1_3B, WAN14B, WAN_TINY, _init_on,  # noqa: F401
+                           build_pipeline, build_refiner, build_transformer)
+from .speed_profile import profile_forward, profile_slow_stages
 
 __all__ = [
     "ARCHS", "TARGETS", "SpeedConfig", "ForwardTimer", "build_transformer", "build_refiner", "build_pipeline",
     "measure_matmul_peak", "time_vae_decode", "run_speed", "run_refiner_speed", "profile_forward",
 ]
 
-WAN14B = dict(patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=16, out_channels=16,
-              text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
-              qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
-WAN1_3B = dict(WAN14B, num_attention_heads=12, ffn_dim=8960, num_layers=30)
-WAN_TINY = dict(WAN14B, num_attention_heads=2, attention_head_dim=16, text_dim=32, freq_dim=32, ffn_dim=64, num_layers=2)
-HUNYUAN13B: dict = {}  # diffusers' HunyuanVideoTransformer3DModel defaults are the 13B model
-HUNYUAN_TINY = dict(num_attention_heads=2, attention_head_dim=16, num_layers=1, num_single_layers=1,
-                    num_refiner_layers=1, text_embed_dim=32, pooled_projection_dim=8, rope_axes_dim=(4, 6, 6))
-
-#: name -> (family, transformer config, refiner config name, refiner overrides)
-ARCHS = {
-    "wan14b": ("wan", WAN14B, "refiner-1b", {}),
-    "wan1.3b": ("wan", WAN1_3B, "refiner-1b", {}),
-    "hunyuan13b": ("hunyuan", HUNYUAN13B, "refiner-1b", {}),
-    "refiner-1b": ("refiner", None, "refiner-1b", {}),
-    "refiner-paper-1b": ("refiner", None, "refiner-paper-1b", {}),
-    "wan-tiny": ("wan", WAN_TINY, "refiner-tiny", {"text_dim": 32}),
-    "hunyuan-tiny": ("hunyuan", HUNYUAN_TINY, "refiner-tiny", {"text_dim": 32}),
-    "refiner-tiny": ("refiner", None, "refiner-tiny", {"text_dim": 32}),
-}
 #: target name -> (height, width); 1080p is 1088x1920, the nearest size Wan's VAE x patch (16) divides
 TARGETS = {"720p": (720, 1280), "1080p": (1088, 1920), "tiny": (64, 96)}
 _RECIPES = {  # family -> frames, base size, preview size, text length, guidance, CFG passes per step
@@ -196,87 +178,6 @@ def measure_matmul_peak(device="cuda", n: int = 8192, iters: int = 10) -> float 
     return 2 * n**3 * iters / (start.elapsed_time(end) / 1000) / 1e12
 
 
-# ---------------------------------------------------------------------------------------------- building
-@contextlib.contextmanager
-def _init_on(device, dtype):
-    """Create parameters directly on ``device`` in ``dtype`` (a 14B model in fp32 on the CPU takes minutes)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            yield
-    finally:
-        torch.set_default_dtype(old)
-
-
-def _finish(model, dtype):
-    # As from_pretrained(torch_dtype=bf16) does: the model's _keep_in_fp32_modules stay in float32.
-    keep = getattr(model, "_keep_in_fp32_modules", None) or []
-    for name, p in model.named_parameters():
-        if any(k in name.split(".") for k in keep):
-            p.data = p.data.float()
-    return model.eval().requires_grad_(False)
-
-
-def build_transformer(family: str, cfg: dict, device, dtype):
-    """The base transformer at full size with random weights, built on ``device``."""
-    from diffusers import HunyuanVideoTransformer3DModel, WanTransformer3DModel
-
-    cls = WanTransformer3DModel if family == "wan" else HunyuanVideoTransformer3DModel
-    with _init_on(device, dtype):
-        return _finish(cls(**cfg), dtype)
-
-
-def build_refiner(name: str, device, dtype, **overrides):
-    from ..models.refiner import RefinerTransformer3DModel
-
-    with _init_on(device, dtype):
-        return _finish(RefinerTransformer3DModel.from_config_name(name, **overrides), dtype)
-
-
-def build_pipeline(family: str, transformer, device, dtype, text_dim: int = 4096, pooled_dim: int = 768):
-    """A real ``WanPipeline`` / ``HunyuanVideoPipeline`` around ``transformer`` with a small random VAE.
-
-    Wan: no tokenizer / text encoder (the benchmark passes ``prompt_embeds``). HunyuanVideo: small random
-    LLaMA / CLIP encoders with the real output widths, so ``encode_prompt`` runs as for users.
-    """
-    from diffusers import (AutoencoderKLHunyuanVideo, AutoencoderKLWan, FlowMatchEulerDiscreteScheduler,
-                           HunyuanVideoPipeline, UniPCMultistepScheduler, WanPipeline)
-
-    with _init_on(device, dtype):
-        if family == "wan":
-            vae = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                                   temperal_downsample=[False, True, True]).eval()
-            sched = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
-            pipe = WanPipeline(tokenizer=None, text_encoder=None, transformer=transformer, vae=vae, scheduler=sched)
-        else:
-            from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
-
-            from ..pipelines.tiny import _HUNYUAN_TEMPLATE_WORDS, TINY_WORDS, word_tokenizer
-
-            words = TINY_WORDS + _HUNYUAN_TEMPLATE_WORDS.split()
-            tok, tok2 = word_tokenizer(words, bos=True), word_tokenizer(words, model_max_length=77, bos=True)
-            heads = max(1, text_dim // 128)
-            # 2 layers: the pipeline reads hidden_states[-3] (it skips the last two layers).
-            llama = LlamaModel(LlamaConfig(vocab_size=len(tok), hidden_size=text_dim, intermediate_size=256,
-                                           num_hidden_layers=2, num_attention_heads=heads, num_key_value_heads=heads,
-                                           max_position_embeddings=1024, pad_token_id=0, bos_token_id=3,
-                                           eos_token_id=1)).eval()
-            clip = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok2), hidden_size=pooled_dim, intermediate_size=64,
-                                                num_hidden_layers=1, num_attention_heads=max(1, pooled_dim // 64),
-                                                projection_dim=pooled_dim, max_position_embeddings=77,
-                                                pad_token_id=0, bos_token_id=3, eos_token_id=1)).eval()
-            vae = AutoencoderKLHunyuanVideo(
-                latent_channels=16, down_block_types=("HunyuanVideoDownBlock3D",) * 4,
-                up_block_types=("HunyuanVideoUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8), layers_per_block=1,
-                norm_num_groups=4, spatial_compression_ratio=8, temporal_compression_ratio=4).eval()
-            pipe = HunyuanVideoPipeline(text_encoder=llama, tokenizer=tok, transformer=transformer, vae=vae,
-                                        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=clip,
-                                        tokenizer_2=tok2)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def time_vae_decode(family: str, height: int, width: int, num_frames: int, device, dtype) -> dict:
     """One decode of the full-size VAE (random weights, built from its config) at the output size."""
     from diffusers import AutoencoderKLHunyuanVideo, AutoencoderKLWan
@@ -305,41 +206,6 @@ def time_vae_decode(family: str, height: int, width: int, num_frames: int, devic
     del vae
     return {"seconds": sec, "tiling": tiling, "dtype": str(dtype).replace("torch.", ""), "params": params,
             "latent_shape": list(z.shape), "note": "one decode (random weights, full-size config) after a small warm-up"}
-
-
-# ---------------------------------------------------------------------------------------------- profiling
-def _kernel_kind(name: str) -> str:
-    low = name.lower()
-    if any(s in low for s in ("flash", "fmha", "attention", "attn", "sdpa")):
-        return "attention"
-    if any(s in low for s in ("gemm", "xmma", "cutlass", "nvjet", "cublas", "wgmma")):
-        return "gemm"
-    return "other (norms, elementwise, copies, conv)"
-
-
-def profile_forward(module, args, kwargs, top: int = 12) -> dict:
-    """``torch.profiler`` over one forward: the top GPU kernels and the GPU time per kernel kind."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with torch.no_grad(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        module(*args, **kwargs)
-        torch.cuda.synchronize()
-    rows = []
-    for e in prof.key_averages():
-        dev = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
-        if dev > 0 and str(getattr(e, "device_type", "")).endswith("CUDA"):
-            rows.append((e.key, dev / 1e3, e.count))
-    total = sum(r[1] for r in rows) or 1.0
-    kinds: dict[str, float] = {}
-    for name, ms, _ in rows:
-        kinds[_kernel_kind(name)] = kinds.get(_kernel_kind(name), 0.0) + ms
-    rows.sort(key=lambda r: -r[1])
-    return {
-        "gpu_ms": total,
-        "by_kind": {k: {"ms": v, "share": v / total} for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
-        "top_kernels": [{"name": n[:160], "ms": ms, "calls": c, "share": ms / total, "kind": _kernel_kind(n)}
-                        for n, ms, c in rows[:top]],
-    }
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -514,7 +380,7 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
             run["speedup_with_decode"] = (base_res["seconds"] + d) / (surf_s + d)
             log(f"VAE decode: {d:.1f}s")
         if cfg.profile:
-            run["profiles"] = _profile_slow_stages(timer, [base_res, *stages.values()],
+            run["profiles"] = profile_slow_stages(timer, [base_res, *stages.values()],
                                                    {"transformer": transformer, "refiner": refiner}, log)
         result["runs"].append(run)
         torch.cuda.empty_cache() if device.type == "cuda" else None
@@ -544,25 +410,6 @@ def _enable_parallel(cfg: SpeedConfig, surf, peak, log, refiner_only: bool = Fal
 def _text_len(timer: ForwardTimer, shape) -> int:
     args, kwargs = timer.inputs[("transformer", tuple(shape))]
     return int(kwargs["encoder_hidden_states"].shape[1])
-
-
-def _profile_slow_stages(timer, stage_results, modules, log, threshold: float = 0.6, max_sec: float = 20.0) -> list:
-    """Profiles one forward of the cheapest stage under ``threshold`` of the peak, per module."""
-    out = []
-    for name, module in modules.items():
-        cands = [s for s in stage_results if s["fraction_of_peak"] is not None and s["fraction_of_peak"] < threshold
-                 and s["sec_per_forward"] < max_sec and (name, tuple(s["latent_shape"])) in timer.inputs]
-        cands = [s for s in cands if s["module"] == name]
-        if not cands:
-            continue
-        s = min(cands, key=lambda s: s["sec_per_forward"])
-        args, kwargs = timer.inputs[(name, tuple(s["latent_shape"]))]
-        timer.phase = "profile"
-        prof = profile_forward(module, args, kwargs)
-        prof.update(module=name, latent_shape=s["latent_shape"], fraction_of_peak=s["fraction_of_peak"])
-        log(f"profile {name} {s['latent_shape']}: " + ", ".join(f"{k} {v['share']:.0%}" for k, v in prof["by_kind"].items()))
-        out.append(prof)
-    return out
 
 
 def run_refiner_speed(cfg: SpeedConfig, log=print) -> dict:
@@ -619,7 +466,7 @@ def run_refiner_speed(cfg: SpeedConfig, log=print) -> dict:
             log(f"refiner {target} window {win}: {st['sec_per_forward']:.3f} s/step "
                 f"({st['tflops_per_s']:.0f} TFLOP/s) [{st['note']}]")
             if cfg.profile and len(rows) == 1:  # profile the first window now, while the refiner uses it
-                profiles = _profile_slow_stages(timer, rows, {"refiner": refiner}, log)
+                profiles = profile_slow_stages(timer, rows, {"refiner": refiner}, log)
         full = next((r for r in rows if r["temporal_window_size"] is None), None)
         for r in rows:
             r["speedup_over_full_attention"] = full["sec_per_forward"] / r["sec_per_forward"] if full else None
