@@ -81,3 +81,10 @@ def test_base_follows_simple_prompts_per_world_evaluator(pipe):
                  max_sequence_length=MAX_SEQUENCE_LENGTH).frames[0]  # fmt: skip
         ok += bool(evaluate_video((v * 255).round().astype(np.uint8), p)["all_correct"])
     assert ok >= 3
+
+
+def test_vae_per_frame_psnr_probe_reads_the_shipped_vae():
+    from surf_video.mini.vae_probe import per_frame_psnr
+
+    vals = per_frame_psnr(str(SURF_MINI_PATH / "vae"), clips=2, size=64)
+    assert len(vals) == NUM_FRAMES and all(10.0 < v < 60.0 for v in vals)

@@ -8,6 +8,8 @@ deterministic AE with latent noise, ``pure`` = decode(mu) with L1 only, ``zero-m
 last conv of the decoder mid block's residual branches zero-initialised, ``frozen-encoder`` = ``pure``
 training only the decoder on the outputs of the frozen random encoder. ``--crop N`` sets the window size
 (default 16); ``--warmup N`` ramps the learning rate linearly over the first N steps (default 0).
+``python -m surf_video.mini.vae_probe per-frame VAE_DIR`` prints a saved VAE's PSNR per frame on 8 held-out
+17-frame clips at 128 px.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .build import build_vae
 from .data import render_clips
 from .train_vae import _batch, psnr
 
-__all__ = ["probe", "main"]
+__all__ = ["probe", "per_frame_psnr", "main"]
 
 
 MODES = ("old", "new", "pure", "zero-mid", "frozen-encoder")
@@ -84,8 +86,28 @@ def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1, crop: int =
         }  # fmt: skip
 
 
+@torch.no_grad()
+def per_frame_psnr(vae_dir: str, clips: int = 8, size: int = 128) -> list[float]:
+    """PSNR (dB) per frame of a saved VAE's reconstructions of held-out 17-frame world clips."""
+    import math
+
+    from diffusers import AutoencoderKLWan
+
+    from .train_vae import _to_float
+
+    _, r = render_clips(range(5_000_000, 5_000_000 + clips), (size,), workers=1, progress=False)
+    x = _to_float(torch.from_numpy(r[size]))
+    vae = AutoencoderKLWan.from_pretrained(vae_dir, torch_dtype=torch.float32).eval()
+    rec = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+    mse = ((rec - x) ** 2).mean(dim=(0, 1, 3, 4))
+    return [10 * math.log10(4.0 / max(m.item(), 1e-12)) for m in mse]
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["per-frame"]:  # python -m surf_video.mini.vae_probe per-frame VAE_DIR
+        print(json.dumps({"vae": argv[1], "psnr_per_frame": [round(v, 2) for v in per_frame_psnr(argv[1])]}))
+        return 0
     opts = {"crop": 16, "warmup": 0}
     for name in opts:
         if f"--{name}" in argv:
