@@ -303,3 +303,164 @@ def test_shared_prefix_and_separate_calls_give_the_same_scores(tiny_surf):
             assert ma["forwards"] == mb["forwards"] and ma["switch"] == mb["switch"], name
             assert ma["latent_corr"] == pytest.approx(mb["latent_corr"], abs=1e-4), name
             assert ma["ssim"] == pytest.approx(mb["ssim"], abs=1e-3), name
+
+
+# ---- --refiner (issue 7) and --accelerations (issue 12) ---------------------------------------------------
+def _small_cfg(**kw):
+    base = dict(num_steps=4, surf_k=2, k_values=(0, 2, 4), forms=("flow",), auto=False, fewer_steps=(2,), hlh=None,
+                base_size=32, preview_size=16, num_frames=5, max_sequence_length=16, batch_size=2)
+    return sig.SignatureConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def tiny_refiner_dir(tmp_path_factory):
+    from surf_video.models.refiner import RefinerTransformer3DModel
+
+    root = tmp_path_factory.mktemp("refiners")
+    torch.manual_seed(0)
+    RefinerTransformer3DModel.from_config_name("refiner-tiny", text_dim=32).save_pretrained(root / "ok")
+    RefinerTransformer3DModel.from_config_name("refiner-tiny", text_dim=32, in_channels=8,
+                                               out_channels=8).save_pretrained(root / "ch8")
+    RefinerTransformer3DModel.from_config_name("refiner-tiny").save_pretrained(root / "text16")
+    return root
+
+
+def test_cli_refiner_rows_shapes_and_cost(tmp_path, tiny_refiner_dir):
+    from surf_video.bench.signature_refine import load_refiner, refiner_flops_per_forward, run_refined
+    from surf_video.cli.main import main
+    from surf_video.pipelines.surf_pipeline import SURFPipeline
+    from surf_video.pipelines.tiny import tiny_wan_pipeline
+
+    out = tmp_path / "sig.json"
+    args = ["eval", "signature", "--tiny", "--num-prompts", "2", "--steps", "4", "--surf-k", "2", "--k-values",
+            "0,2,4", "--forms", "flow,snr", "--fewer-steps", "2", "--hlh", "none", "--base-size", "32",
+            "--preview-size", "16", "--frames", "5", "--max-sequence-length", "16", "--batch-size", "2", "--device",
+            "cpu", "--out", str(out), "--no-plots", "--refiner", str(tiny_refiner_dir / "ok"), "--target-size", "48"]
+    assert main(args) == 0
+    data = json.loads(out.read_text())
+    names = [m["name"] for m in data["methods"]]
+    surf_rows = [m["name"] for m in data["methods"] if m["kind"] == "surf"]
+    assert {"surf_flow_k2", "surf_snr_auto"} <= set(surf_rows)
+    assert [n for n in names if n.endswith("+refiner")] == [f"{n}+refiner" for n in surf_rows]
+    assert data["config"]["refine_size"] == 48 and data["refiner"]["steps"] == 10
+    per = data["refiner"]["flops_per_forward"]
+    for s in data["samples"]:
+        for n in surf_rows:
+            src, ref = s["methods"][n], s["methods"][f"{n}+refiner"]
+            assert ref["evals"] == {**src["evals"], "refiner": 10}
+            assert ref["forwards"] == src["forwards"] + 10
+            assert ref["flops"] == pytest.approx(src["flops"] + 10 * per)
+            assert ref["seconds"] > src["seconds"] and math.isfinite(ref["ssim"])
+    # the refined latents: target size, via SURFPipeline.refine
+    surf = SURFPipeline.from_pipe(tiny_wan_pipeline(), refiner=load_refiner(tiny_refiner_dir / "ok"), base_size=(32, 32))
+    cfg = _small_cfg(refine_size=48)
+    src = {"latents": torch.randn(2, 16, 2, 2, 2), "evals": {"base": 4, "preview": 4}, "seconds": 0.0,
+           "switch": [[2], [2]]}
+    run = run_refined(surf, None, src, [1.0, 2.0], cfg, ["a red circle", "a blue star"])
+    assert run["latents"].shape == (2, 16, 2, 6, 6) and run["flops"][1] == 2.0 + 10 * refiner_flops_per_forward(surf, cfg)
+
+
+def test_refiner_errors(tmp_path, tiny_refiner_dir, capsys):
+    from surf_video.bench.signature_refine import check_refiner, load_refiner
+    from surf_video.cli.main import main
+    from surf_video.pipelines.surf_pipeline import SURFPipeline
+    from surf_video.pipelines.tiny import tiny_wan_pipeline
+
+    base = ["eval", "signature", "--tiny", "--num-prompts", "1", "--steps", "4", "--surf-k", "2", "--k-values", "0,2",
+            "--fewer-steps", "2", "--hlh", "none", "--base-size", "32", "--preview-size", "16", "--target-size", "32",
+            "--device", "cpu", "--no-plots", "--out", str(tmp_path / "x.json"), "--refiner"]
+    (tmp_path / "empty").mkdir()
+    for path, match in ((tmp_path / "missing", "is not a folder"), (tmp_path / "empty", "holds no config.json"),
+                        (tiny_refiner_dir / "ch8", "latent channels")):
+        assert main(base + [str(path)]) == 2
+        assert match in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()  # nothing ran
+    with pytest.raises(ValueError, match="latent channels"):
+        SURFPipeline.from_pipe(tiny_wan_pipeline(), refiner=load_refiner(tiny_refiner_dir / "ch8"))
+    pipe = tiny_wan_pipeline()
+    surf = SURFPipeline.from_pipe(pipe, refiner=load_refiner(tiny_refiner_dir / "text16"), base_size=(32, 32))
+    with pytest.raises(ValueError, match="text_dim"):
+        sig.run_signature(surf, ["a red circle"], _small_cfg(refine_size=32), progress=False)
+    surf.refiner = load_refiner(tiny_refiner_dir / "ok")
+    with pytest.raises(ValueError, match="target-size"):
+        check_refiner(surf, _small_cfg(refine_size=40))
+    surf.refiner = None
+    with pytest.raises(ValueError, match="no refiner"):
+        check_refiner(surf, _small_cfg(refine_size=32))
+
+
+def test_parse_accelerations_defaults_and_errors():
+    from surf_video.bench.signature_accel import parse_accelerations
+
+    specs = parse_accelerations("fbcache, taylorseer:2:1,compile:eager")
+    assert [s.name for s in specs] == ["fbcache", "taylorseer", "compile"]
+    assert specs[0].params == {"threshold": 0.05}
+    assert specs[1].params["cache_interval"] == 2 and specs[1].params["disable_cache_before_step"] == 1
+    assert specs[2].kwargs() == {"compile": True, "compile_kwargs": {"backend": "eager", "dynamic": False}}
+    for bad, match in (("magcache", "mag_ratios"), ("teacache", "unknown"), ("fbcache:x", "bad parameter"),
+                       ("fbcache:0", "threshold"), ("fbcache,fbcache", "twice"), ("compile:a:b", "at most")):
+        with pytest.raises(ValueError, match=match):
+            parse_accelerations(bad)
+    with pytest.raises(ValueError, match="unknown"):
+        sig.SignatureConfig(accelerations=("warp",)).check()
+    names = [m.name for m in sig.build_methods(sig.SignatureConfig(accelerations=("fbcache",)))]
+    assert names[-2:] == ["reference+fbcache", "surf_flow_k10+fbcache"]
+
+
+def test_accelerations_rows_honest_cost_and_plain_rows_unchanged(tiny_surf):
+    prompts = sig.make_prompts(4)  # two batches: an acceleration left behind would change the second
+    plain = sig.run_signature(tiny_surf, prompts, _small_cfg(), progress=False)
+    accs = ("fbcache:0.5", "taylorseer:2:1", "compile:eager")
+    got = sig.run_signature(tiny_surf, prompts, _small_cfg(accelerations=accs), progress=False)
+    for a, b in zip(plain["samples"], got["samples"]):
+        for name, ma in a["methods"].items():
+            mb = b["methods"][name]
+            for key, va in ma.items():
+                if key != "seconds":
+                    assert va == mb[key] or (va != va and mb[key] != mb[key]), (name, key)
+    t = tiny_surf.adapter.transformer
+    assert not t.is_cache_enabled and all(getattr(b, "_compiled_call_impl", None) is None for b in t.blocks)
+    s = got["summary"]
+    assert set(got["accelerations"]) == {"fbcache", "taylorseer", "compile"}
+    assert got["accelerations"]["fbcache"] == {"params": {"threshold": 0.5}, "errors": []}
+    for a in ("fbcache", "taylorseer", "compile"):
+        for row, plain_row in ((f"reference+{a}", "reference"), (f"surf_flow_k2+{a}", "surf_flow_k2")):
+            assert s[row]["forwards"]["mean"] == s[plain_row]["forwards"]["mean"]  # transformer calls, CFG counted
+            share = s[row]["compute_share"]["mean"]
+            if a == "compile":  # skips nothing: nominal FLOPs, bit-for-bit the plain output with the eager backend
+                assert share == 1.0 and s[row]["flops"]["mean"] == s[plain_row]["flops"]["mean"]
+            else:  # the caches really skipped block work, and the FLOPs say so
+                assert share < 1.0
+                assert s[row]["flops"]["mean"] < s[plain_row]["flops"]["mean"]
+    smp = got["samples"][0]["methods"]["reference+fbcache"]
+    ran, skipped = smp["block_calls"], smp["block_calls_skipped"]
+    assert ran["ffn@8"] + skipped["ffn@8"] == 8 * 2  # 8 forwards x 2 blocks at 32 px (8 tokens)
+    text = rep.render_section({**got, "prompts": prompts}, "cmd", {})
+    assert "reference+taylorseer" in text and "- fbcache (threshold 0.5): alone: **" in text
+
+
+def test_acceleration_verdicts_from_numbers():
+    from surf_video.bench.signature_accel import verdicts
+
+    def row(iou, ssim, flops, sec=1.0, n=4, share=None):
+        out = {"iou": {"mean": iou}, "ssim": {"mean": ssim}, "flops": {"mean": flops}, "seconds": {"mean": sec},
+               "forwards": {"mean": 8.0, "n": n}, "latent_corr": {"mean": 0.9}}
+        return out if share is None else {**out, "compute_share": {"mean": share, "n": n}}
+
+    result = {"config": {"surf_k": 10}, "accelerations": {"a": {"params": {}, "errors": []},
+                                                         "b": {"params": {}, "errors": ["RuntimeError: x"]}},
+              "summary": {"reference": row(1.0, 1.0, 100), "surf_flow_k10": row(0.9, 0.9, 50),
+                          "reference+a": row(0.99, 0.995, 60, share=0.6), "surf_flow_k10+a": row(0.8, 0.9, 30, share=0.6),
+                          "reference+b": row(0.5, 0.5, 100, n=0), "surf_flow_k10+b": row(0.9, 0.9, 50, sec=3.0)}}
+    got = {v["row"]: v["verdict"] for v in verdicts(result)}
+    assert got == {"reference+a": "helped", "surf_flow_k10+a": "hurt", "reference+b": "broke something",
+                   "surf_flow_k10+b": "broke something"}
+    result["accelerations"]["b"]["errors"] = []
+    result["summary"]["reference+b"] = row(1.0, 1.0, 100, sec=2.0)
+    result["summary"]["surf_flow_k10+b"] = row(0.6, 0.9, 40)
+    got = {v["row"]: v["verdict"] for v in verdicts(result)}
+    assert got["reference+b"] == "hurt" and got["surf_flow_k10+b"] == "broke something"  # compile-like: slower
+    result["summary"]["reference+a"] = row(1.0, 1.0, 100, sec=0.5, share=1.0)  # a cache that skipped nothing
+    result["summary"]["reference+b"] = row(1.0, 1.0, 100, sec=0.5)  # compile that made it faster
+    got = {v["row"]: v["verdict"] for v in verdicts(result)}
+    assert got["reference+a"] == "no effect" and got["reference+b"] == "helped"

@@ -27,16 +27,14 @@ counted), analytic FLOPs (:func:`transformer_flops`) and measured denoising seco
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..core.reshift import resize_latent
 from . import metrics as M
 from .signature_sampling import (  # noqa: F401  (re-exported: the samplers the benchmark drives)
     _generators,
@@ -44,6 +42,21 @@ from .signature_sampling import (  # noqa: F401  (re-exported: the samplers the 
     _noise,
     run_branched,
     run_high_low_high,
+)
+from .signature_scoring import (  # noqa: F401  (re-exported: tests and callers use them from here)
+    SUMMARY_METRICS,
+    _decode_many,
+    _decode_uint8,
+    _flops_per_video,
+    _latent_scores,
+    _nanmean,
+    _pool,
+    _scene,
+    _score,
+    _score_sample,
+    _tokens,
+    summarize,
+    transformer_flops,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,6 +106,12 @@ class SignatureConfig:
         decode_batch: videos per VAE decode call (all methods of a batch are decoded together).
         seeds: seeds per prompt.
         num_prompts: use the first this many prompts (``None``: all).
+        refine_size: also refine every SURF method's preview to this square size with the pipeline's refiner
+            (``<name>+refiner`` rows, :mod:`surf_video.bench.signature_refine`); ``None``: no refined rows.
+        refine_steps: flow-map steps of the refiner.
+        accelerations: ``reference+A`` and ``surf_flow_k<surf_k>+A`` rows per acceleration A
+            (``'fbcache'``, ``'taylorseer'``, ``'compile'``, with optional ``:param`` s; see
+            :mod:`surf_video.bench.signature_accel`).
     """
 
     num_steps: int = 40
@@ -116,6 +135,9 @@ class SignatureConfig:
     decode_batch: int = 16
     seeds: tuple[int, ...] = (0,)
     num_prompts: int | None = None
+    refine_size: int | None = None
+    refine_steps: int = 10
+    accelerations: tuple[str, ...] = ()
 
     def check(self) -> None:
         n = self.num_steps
@@ -134,6 +156,11 @@ class SignatureConfig:
             raise ValueError(f"forms must be among 'flow', 'paper', 'snr', got {bad}")
         if self.batch_size < 1 or not self.seeds:
             raise ValueError("batch_size must be >= 1 and seeds non-empty")
+        if not isinstance(self.refine_steps, int) or self.refine_steps < 1:
+            raise ValueError(f"refine_steps must be an integer >= 1, got {self.refine_steps!r}")
+        from .signature_accel import parse_accelerations
+
+        parse_accelerations(self.accelerations)  # raises ValueError naming a bad item
 
 
 @dataclass(frozen=True)
@@ -143,11 +170,14 @@ class Method:
     Attributes:
         name: unique id, e.g. ``'surf_snr_k10'``.
         kind: ``'steps'`` (plain sampling at R with ``steps`` steps), ``'surf'`` (switch at ``k`` or
-            ``'auto'``), ``'direct'`` (all N steps at P) or ``'hlh'``.
+            ``'auto'``), ``'direct'`` (all N steps at P), ``'hlh'``, ``'refined'`` (``source`` refined to
+            ``refine_size``) or ``'accel'`` (``steps`` at R, or SURF at ``k``, with acceleration ``accel``).
         form: re-noise form for ``'surf'``.
         k: switch step for ``'surf'``.
         steps: step count for ``'steps'``.
         at_preview: whether its output is at the preview size.
+        source: the method a ``'refined'`` one refines.
+        accel: the acceleration of an ``'accel'`` method.
     """
 
     name: str
@@ -156,6 +186,8 @@ class Method:
     k: int | str | None = None
     steps: int | None = None
     at_preview: bool = True
+    source: str | None = None
+    accel: str | None = None
 
 
 def build_methods(cfg: SignatureConfig) -> list[Method]:
@@ -172,7 +204,15 @@ def build_methods(cfg: SignatureConfig) -> list[Method]:
     methods += [Method(f"steps{s}", "steps", steps=s, at_preview=False) for s in cfg.fewer_steps if s != n]
     if cfg.hlh is not None:
         methods.append(Method(f"hlh_{cfg.hlh[0]}_{cfg.hlh[1]}", "hlh", at_preview=False))
-    return methods
+    return methods + _extra_methods(cfg, methods)
+
+
+def _extra_methods(cfg: SignatureConfig, methods: list[Method]) -> list[Method]:
+    """Refined rows of the SURF methods in ``methods`` and acceleration rows (after every plain one)."""
+    from .signature_accel import accel_methods
+    from .signature_refine import refined_methods
+
+    return (refined_methods(methods) if cfg.refine_size is not None else []) + accel_methods(cfg)
 
 
 def make_prompts(n: int, seed_base: int = 20_000_000, max_objects: int = 3) -> list[str]:
@@ -195,35 +235,6 @@ def load_prompts(path: str | Path) -> list[str]:
     for c in prompts:
         parse_caption(c)  # raises ValueError naming the bad caption
     return prompts
-
-
-def transformer_flops(config, num_tokens: int, text_len: int, attention_products: bool = True) -> float:
-    """Analytic FLOPs (2 x multiply-adds) of one ``WanTransformer3DModel`` forward pass, batch 1.
-
-    Counts the matrix products: patch embedding, per block self-attention (q, k, v, o projections and
-    the ``L x L`` score and value products), cross-attention to ``text_len`` text tokens, the feed-forward
-    network, the text embedder and the output projection. Norms, modulation and RoPE are left out
-    (under 1 % at these sizes).
-
-    Args:
-        config: the transformer's config (``num_attention_heads``, ``attention_head_dim``, ``ffn_dim``,
-            ``num_layers``, ``in_channels``, ``out_channels``, ``patch_size``, ``text_dim``).
-        num_tokens: L, latent tokens after patching.
-        text_len: S, text tokens (WanPipeline pads to ``max_sequence_length``).
-        attention_products: count the ``Q K^T`` and ``A V`` products (off: only the weight products, which
-            is what ``torch.utils.flop_counter`` sees when attention runs through a fused kernel it skips).
-    """
-    d = config.num_attention_heads * config.attention_head_dim
-    pt, ph, pw = config.patch_size
-    patch = pt * ph * pw
-    L, S = num_tokens, text_len
-    block = 4 * L * d * d + 2 * L * d * d + 2 * S * d * d + 2 * L * d * config.ffn_dim
-    if attention_products:
-        block += 2 * L * L * d + 2 * L * S * d
-    macs = config.num_layers * block
-    macs += L * config.in_channels * patch * d + L * d * config.out_channels * patch
-    macs += S * (config.text_dim * d + d * d)
-    return 2.0 * macs
 
 
 # ---- sampling --------------------------------------------------------------------------------------------
@@ -298,140 +309,6 @@ def _base_noise(surf, cfg: SignatureConfig, item_seeds: list[int]) -> torch.Tens
 
 
 @torch.no_grad()
-def _decode_many(surf, latents: list[torch.Tensor], chunk: int) -> list[np.ndarray]:
-    """Decodes single latents ``[C, F, h, w]`` of mixed sizes to uint8 videos ``[T, H, W, 3]``, in order.
-
-    Latents of one size are decoded together in chunks of ``chunk``: the Wan VAE on a CPU is dominated by
-    per-call overhead at these sizes (about 4x less time per video at 16 per call than at 1).
-    """
-    out: list[np.ndarray | None] = [None] * len(latents)
-    groups: dict[tuple, list[int]] = {}
-    for i, lat in enumerate(latents):
-        groups.setdefault(tuple(lat.shape), []).append(i)
-    for idx in groups.values():
-        for c in range(0, len(idx), chunk):
-            part = idx[c : c + chunk]
-            videos = _decode_uint8(surf, torch.stack([latents[i] for i in part]), len(part))
-            for i, v in zip(part, videos):
-                out[i] = v
-    return out
-
-
-@torch.no_grad()
-def _decode_uint8(surf, latents, batch: int) -> list[np.ndarray]:
-    """Decodes transformer-space latents (``[B, C, F, h, w]``, or a list of ``[C, F, h, w]`` of mixed sizes) to
-    uint8 videos ``[T, H, W, 3]``, in chunks of ``batch``."""
-    if isinstance(latents, (list, tuple)):
-        return [v for lat in latents for v in _decode_uint8(surf, lat[None], 1)]
-    out = []
-    for i in range(0, latents.shape[0], batch):
-        v = surf.adapter.decode(latents[i : i + batch], "np")
-        out.extend(np.clip(np.round(np.asarray(v) * 255.0), 0, 255).astype(np.uint8))
-    return out
-
-
-def _scene(video: np.ndarray, caption: str) -> dict:
-    """The world evaluator's reading of a clip plus its foreground (any palette colour) mask."""
-    from ..world import evaluate_video
-    from ..world.evaluate import segment_colors
-
-    rep = evaluate_video(video, caption)
-    rep["foreground"] = segment_colors(video)[1]
-    return rep
-
-
-def _score(rep: dict, ref: dict, video: np.ndarray, ref_video: np.ndarray) -> dict:
-    """Signature metrics of one video against the reference (both already at the scoring size)."""
-    iou = M.mask_iou(rep["masks"], ref["masks"])
-    fg = M.foreground_iou(rep["foreground"], ref["foreground"])
-    out = {
-        "iou": _nanmean(iou),
-        "fg_iou": _nanmean(fg),
-        "ssim": M.ssim(video, ref_video),
-        "track_err_px": M.track_error(rep["centroids"], ref["centroids"]),
-        "dir_agree": M.direction_agreement(rep["centroids"], ref["centroids"]),
-        "attr_agree_ref": M.attribute_agreement(rep, ref),
-    }
-    out.update({f"prompt_{k}": v for k, v in M.prompt_adherence(rep).items()})
-    return out
-
-
-def _score_sample(task: tuple[str, dict[str, np.ndarray]]) -> tuple[dict, dict]:
-    """Scores every method's video of one sample against its reference (runs in a worker process).
-
-    Args:
-        task: ``(caption, {method: uint8 [T, P, P, 3]} plus "reference_full": the reference at R)``.
-
-    Returns:
-        ``(prompt adherence of the reference at R, {method: metrics})``.
-    """
-    caption, videos = task
-    ref_vid = videos["reference"]
-    ref = _scene(ref_vid, caption)
-    full = M.prompt_adherence(_scene(videos["reference_full"], caption))
-    scores = {}
-    for name, video in videos.items():
-        if name == "reference_full":
-            continue
-        rep = ref if name == "reference" else _scene(video, caption)
-        scores[name] = _score(rep, ref, video, ref_vid)
-    return full, scores
-
-
-def _pool(workers: int):
-    """A process pool for scoring, or None for in-process scoring.
-
-    Spawned, not forked: a fork after torch has started its OpenMP threads can hang the children.
-    """
-    if workers <= 1:
-        return None
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
-
-
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-
-
-def _latent_scores(lat: torch.Tensor, ref: torch.Tensor, preview_size: int, spatial_factor: int) -> dict:
-    """Decoder-free agreement of a method's final latent with the reference's, both area-resized to the
-    preview's latent grid: Pearson correlation (channel means removed) and relative L2 error.
-
-    These do not depend on the VAE decoder (SURF-Mini v0's decoder ignores its latent, see the model card);
-    the reference downsized in latent space is not what the model makes at P, so read them relative to
-    direct low-resolution inference.
-    """
-    size = (preview_size // spatial_factor, preview_size // spatial_factor)
-    x = resize_latent(lat[None].float().cpu(), size, "area")[0]
-    y = resize_latent(ref[None].float().cpu(), size, "area")[0]
-    xc = x - x.mean(dim=(1, 2, 3), keepdim=True)
-    yc = y - y.mean(dim=(1, 2, 3), keepdim=True)
-    corr = float((xc * yc).sum() / (xc.norm() * yc.norm()).clamp_min(1e-12))
-    rel = float((x - y).norm() / y.norm().clamp_min(1e-12))
-    return {"latent_corr": corr, "latent_rel_err": rel}
-
-
-def _nanmean(x) -> float:
-    x = np.asarray(x, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    return float(x.mean()) if x.size else float("nan")
-
-
-def _flops_per_video(transformer_config, evals: dict, cfg: SignatureConfig, spatial_factor: int,
-                     temporal_factor: int) -> float:
-    pt, ph, pw = transformer_config.patch_size
-    f = ((cfg.num_frames - 1) // temporal_factor + 1) // pt
-    total = 0.0
-    for key, n in evals.items():
-        side = (cfg.base_size if key == "base" else cfg.preview_size) // spatial_factor
-        tokens = f * (side // ph) * (side // pw)
-        total += n * transformer_flops(transformer_config, tokens, cfg.max_sequence_length)
-    return total
-
-
-@torch.no_grad()
 def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, *, methods: list[str] | None = None,
                   keep_examples: int = 2, progress: bool = True, workers: int = 0, max_minutes: float | None = None,
                   on_batch=None) -> dict:
@@ -464,10 +341,18 @@ def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, 
         unknown = set(methods) - {m.name for m in all_methods}
         if unknown:
             raise ValueError(f"methods: unknown {sorted(unknown)}; known: {[m.name for m in all_methods]}")
-        all_methods = [m for m in all_methods if m.name == "reference" or m.name in methods]
+        # the filter picks plain rows (a named refined row brings its source); extra rows follow their options
+        want = set(methods) | {m.source for m in all_methods if m.kind == "refined" and m.name in methods}
+        kept = [m for m in all_methods if m.kind not in ("refined", "accel") and (m.name == "reference" or m.name in want)]
+        all_methods = kept + _extra_methods(cfg, kept)
+    if cfg.refine_size is not None:
+        from .signature_refine import check_refiner
+
+        check_refiner(surf, cfg)
     surf.set_progress_bar_config(disable=True)
     a = surf.adapter
     tcfg = a.transformer.config
+    accel_errors: dict[str, list[str]] = {}
     items = [(p, s, i) for s in cfg.seeds for i, p in enumerate(prompts)]
     samples, examples = [], {}
     t_start = time.perf_counter()
@@ -482,10 +367,16 @@ def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, 
             videos: dict[str, np.ndarray] = {}
             costs: dict[str, dict] = {}
             runs = _run_branched(surf, all_methods, cfg, caps, seeds) if cfg.share_prefix else {}
-            for m in all_methods:  # sample every method first, decode all at once, then score on CPU workers
+            plain = [m for m in all_methods if m.kind not in ("refined", "accel")]
+            for m in plain:  # sample every method first, decode all at once, then score on CPU workers
                 costs[m.name] = runs.get(m.name) or _run_method(surf, m, cfg, caps, seeds)
-            flat = [(m.name, j, costs[m.name]["latents"][j]) for m in all_methods for j in range(len(batch))]
-            decoded = _decode_many(surf, [lat for _, _, lat in flat], cfg.decode_batch)
+            costs.update(_extra_runs(surf, all_methods, costs, cfg, caps, seeds, accel_errors))
+            done = [m for m in all_methods if m.name in costs]
+            flat = [(m.name, j, costs[m.name]["latents"][j]) for m in done for j in range(len(batch))]
+            # plain rows decoded apart from the extra ones: the same decode batches as a run without extras
+            n_plain = len(plain) * len(batch)
+            decoded = (_decode_many(surf, [lat for _, _, lat in flat[:n_plain]], cfg.decode_batch)
+                       + _decode_many(surf, [lat for _, _, lat in flat[n_plain:]], cfg.decode_batch))
             for (name, j, _), v in zip(flat, decoded):
                 if name == "reference":
                     videos.setdefault("reference_full", [None] * len(batch))[j] = v
@@ -495,22 +386,24 @@ def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, 
             scored = list(pool.map(_score_sample, tasks)) if pool is not None else [_score_sample(t) for t in tasks]
             for j, (r, (full_adherence, scores)) in enumerate(zip(recs, scored)):
                 r["reference_full_size"] = full_adherence
-                for m in all_methods:
+                for m in done:
                     run = costs[m.name]
                     ev = run["evals"][j] if isinstance(run["evals"], list) else run["evals"]
+                    flops = run["flops"][j] if "flops" in run else _flops_per_video(tcfg, ev, cfg, a.spatial_factor,
+                                                                                    a.temporal_factor)
                     scores[m.name].update(
                         **_latent_scores(run["latents"][j], costs["reference"]["latents"][j], cfg.preview_size,
                                          a.spatial_factor),
-                        forwards=float(sum(ev.values())), evals=ev,
-                        flops=_flops_per_video(tcfg, ev, cfg, a.spatial_factor, a.temporal_factor),
-                        seconds=run["seconds"], switch=_jsonable(run["switch"][j]) if m.kind != "steps" else None)
+                        forwards=float(sum(ev.values())), evals=ev, flops=flops,
+                        seconds=run["seconds"], switch=_jsonable(run["switch"][j]) if m.kind != "steps" else None,
+                        **{k: run[k] for k in ("compute_share", "block_calls", "block_calls_skipped") if k in run})
                     if len(samples) + j < keep_examples:
                         v = videos[m.name][j]
                         examples.setdefault(m.name, []).append(v[v.shape[0] // 2])
                 r["methods"] = scores
             samples += recs
             if on_batch is not None:
-                on_batch(_result(samples, examples, all_methods, cfg, a, tcfg, t_start, len(items)))
+                on_batch(_result(samples, examples, all_methods, cfg, surf, t_start, len(items), accel_errors))
             if max_minutes is not None and time.perf_counter() - t_start > 60 * max_minutes:
                 logger.warning("signature: time budget of %.1f min spent after %d of %d videos; stopping",
                                max_minutes, len(samples), len(items))
@@ -518,10 +411,34 @@ def run_signature(surf, prompts: list[str], cfg: SignatureConfig | None = None, 
     finally:
         if pool is not None:
             pool.shutdown()
-    return _result(samples, examples, all_methods, cfg, a, tcfg, t_start, len(items))
+    return _result(samples, examples, all_methods, cfg, surf, t_start, len(items), accel_errors)
 
 
-def _result(samples, examples, all_methods, cfg, a, tcfg, t_start, planned) -> dict:
+def _extra_runs(surf, all_methods, costs, cfg, caps, seeds, accel_errors) -> dict:
+    """Refined rows (from the plain runs in ``costs``) and acceleration rows of one batch."""
+    a, tcfg = surf.adapter, surf.adapter.transformer.config
+    out = {}
+    for m in all_methods:
+        if m.kind == "refined":
+            from .signature_refine import run_refined
+
+            src = costs[m.source]
+            evs = src["evals"] if isinstance(src["evals"], list) else [src["evals"]] * len(caps)
+            src_flops = [_flops_per_video(tcfg, ev, cfg, a.spatial_factor, a.temporal_factor) for ev in evs]
+            out[m.name] = run_refined(surf, m, src, src_flops, cfg, caps)
+    if any(m.kind == "accel" for m in all_methods):
+        from .signature_accel import run_accelerated
+
+        runs, info = run_accelerated(surf, all_methods, cfg, caps, seeds)
+        out.update(runs)
+        for name, e in info.items():
+            accel_errors.setdefault(name, []).append(e["error"])
+    return out
+
+
+def _result(samples, examples, all_methods, cfg, surf, t_start, planned, accel_errors=None) -> dict:
+    a = surf.adapter
+    tcfg = a.transformer.config
     seconds = time.perf_counter() - t_start
     result = {
         "config": _jsonable(asdict(cfg)),
@@ -538,16 +455,21 @@ def _result(samples, examples, all_methods, cfg, a, tcfg, t_start, planned) -> d
         "planned_samples": planned,
         "complete": len(samples) == planned,
     }
+    if cfg.refine_size is not None:
+        from .signature_refine import refiner_flops_per_forward
+
+        result["refiner"] = {"config": _jsonable({k: v for k, v in dict(surf.refiner.config).items()
+                                                  if not k.startswith("_")}),
+                             "size": cfg.refine_size, "steps": cfg.refine_steps,
+                             "flops_per_forward": refiner_flops_per_forward(surf, cfg)}
+    if cfg.accelerations:
+        from .signature_accel import parse_accelerations
+
+        result["accelerations"] = {s.name: {"params": _jsonable(s.params), "errors": (accel_errors or {}).get(s.name, [])}
+                                   for s in parse_accelerations(cfg.accelerations)}
     result["summary"] = summarize(samples, [m.name for m in all_methods])
     result["examples"] = {k: np.stack(v) for k, v in examples.items()}
     return result
-
-
-def _tokens(cfg: SignatureConfig, a, size: int) -> int:
-    pt, ph, pw = a.patch_size
-    f = ((cfg.num_frames - 1) // a.temporal_factor + 1) // pt
-    side = size // a.spatial_factor
-    return f * (side // ph) * (side // pw)
 
 
 def _jsonable(x):
@@ -558,37 +480,6 @@ def _jsonable(x):
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     return x
-
-
-SUMMARY_METRICS = ("iou", "fg_iou", "ssim", "attr_agree_ref", "prompt_all_correct", "prompt_color", "prompt_shape",
-                   "prompt_motion", "prompt_count", "prompt_size", "track_err_px", "dir_agree", "forwards", "flops",
-                   "seconds", "latent_corr", "latent_rel_err")
-
-
-def summarize(samples: list[dict], method_names: list[str]) -> dict:
-    """Per method and metric: mean over samples where defined, 95 % half-width (1.96 s / sqrt(n)) and n.
-
-    Also ``switch_mean`` (mean switch step of 'auto' runs) where a method switched once per video.
-    """
-    out = {}
-    for name in method_names:
-        rows = [s["methods"][name] for s in samples if name in s["methods"]]
-        stats = {}
-        for key in SUMMARY_METRICS:
-            x = np.asarray([r[key] for r in rows], dtype=np.float64)
-            x = x[np.isfinite(x)]
-            n = int(x.size)
-            mean = float(x.mean()) if n else float("nan")
-            ci = float(1.96 * x.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
-            stats[key] = {"mean": mean, "ci95": ci, "n": n}
-        sw = [r["switch"][0] for r in rows if isinstance(r.get("switch"), list) and len(r["switch"]) == 1]
-        if sw:
-            stats["switch_mean"] = float(np.mean(sw))
-        out[name] = stats
-    if "reference" in out:
-        full = [s["reference_full_size"]["all_correct"] for s in samples if "reference_full_size" in s]
-        out["reference"]["prompt_all_correct_full_size"] = float(np.mean(full)) if full else float("nan")
-    return out
 
 
 @torch.no_grad()
@@ -609,8 +500,8 @@ def cpu_timing(surf, prompts: list[str], cfg: SignatureConfig, method_names: lis
     try:
         surf.base.to("cpu")
         surf.set_progress_bar_config(disable=True)
-        methods = [m for m in build_methods(cfg) if method_names is None or m.name in method_names
-                   or m.name == "reference"]
+        methods = [m for m in build_methods(cfg) if m.kind not in ("refined", "accel")
+                   and (method_names is None or m.name in method_names or m.name == "reference")]
         caps = list(prompts)[:num_prompts]
         seeds = [_item_seed(0, i) for i in range(len(caps))]
         small = replace(cfg, num_steps=1, k_values=(0, 1), surf_k=1, fewer_steps=(1,), hlh=None)

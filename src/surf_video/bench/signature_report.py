@@ -87,6 +87,14 @@ def _k_label(result: dict, name: str) -> str:
     if m["kind"] == "hlh":
         k1, k2 = result["config"]["hlh"]
         return f"R {k1}, P {k2 - k1}, R {n - k2}"
+    if m["kind"] == "refined":
+        cfg = result["config"]
+        return f"{_k_label(result, m['source'])} + {cfg['refine_steps']} refiner steps to {cfg['refine_size']} px"
+    if m["kind"] == "accel":
+        share = result["summary"].get(name, {}).get("compute_share", {}).get("mean")
+        ran = f", {100 * share:.0f} % of block FLOPs ran" if share is not None and math.isfinite(share) else ""
+        base = f"{m['steps']} steps" if m.get("k") is None else f"{m['k']}/{n}"
+        return f"{base} + {m['accel']}{ran}"
     return f"{m['steps']} steps"
 
 
@@ -387,6 +395,19 @@ def render_section(result: dict, command: str, files: dict[str, str]) -> str:
                   f"{ct['num_prompts']} prompts (one batch; 'auto' one video at a time), denoising only. At these "
                   f"figures the whole run's denoising would take {ct['projected_minutes']:.1f} min on "
                   f"{ct['threads']} CPU threads (decode and scoring not included).", ""]
+    if result.get("refiner"):
+        r = result["refiner"]
+        lines += [f"'+refiner' rows: each SURF preview refined to {r['size']} px with {r['steps']} flow-map steps "
+                  f"(SURFPipeline.refine, refiner `{result.get('refiner_path', '?')}`, "
+                  f"{r['flops_per_forward'] / 1e9:.3g} GFLOPs per refiner forward), decoded at {r['size']} px and "
+                  "area-downsized to P for scoring; cost = the preview's plus the refiner's.", ""]
+    if result.get("accelerations"):
+        from .signature_accel import verdict_lines
+
+        lines += ["Accelerations, each against its plain counterpart (helped: at most 0.95x the cost, counted FLOPs for "
+                  "a cache and seconds for compile, with a signature loss (layout or SSIM) of at most 0.02; hurt: loss "
+                  "above 0.02, or slower; broke something: loss above 0.2, an error or no output):", ""]
+        lines += verdict_lines(result) + [""]
     snr = _snr_table(result)
     if snr:
         lines += ["'snr' against 'flow' per switch step:", "", snr, ""]

@@ -50,6 +50,16 @@ def register(subparsers) -> None:
     s.add_argument("--guidance", type=float, default=5.0)
     s.add_argument("--max-sequence-length", type=int, default=40)
     s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--refiner", default=None, metavar="PATH",
+                   help="a RefinerTransformer3DModel folder (save_pretrained): every SURF method also gets a "
+                        "'<name>+refiner' row, its preview refined to --target-size (SURFPipeline.refine)")
+    s.add_argument("--target-size", type=int, default=192, help="refined size in pixels with --refiner (192 = 1.5 R "
+                                                                "for SURF-Mini)")
+    s.add_argument("--refine-steps", type=int, default=10, help="flow-map steps of the refiner")
+    s.add_argument("--accelerations", default="", metavar="LIST",
+                   help="e.g. fbcache,taylorseer,compile (optional params: fbcache:THRESHOLD, "
+                        "taylorseer:INTERVAL[:WARMUP], compile:BACKEND): rows 'reference+A' and "
+                        "'surf_flow_k<surf-k>+A' per acceleration A, scored against the plain reference")
     s.add_argument("--methods", default=None, help="run only these methods (comma separated; reference always)")
     s.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -85,6 +95,11 @@ def _load(args) -> tuple[object, str]:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if sum([args.tiny, args.random_weights, args.base is not None]) > 1:
         raise ValueError("--tiny, --random-weights and --base exclude each other")
+    refiner = None
+    if args.refiner:  # before the base: a bad path fails fast
+        from surf_video.bench.signature_refine import load_refiner
+
+        refiner = load_refiner(args.refiner)
     if args.tiny:
         from surf_video.pipelines.tiny import tiny_wan_pipeline
 
@@ -95,7 +110,11 @@ def _load(args) -> tuple[object, str]:
         torch.manual_seed(0)
         pipe, label = build_pipeline(), "SURF-Mini architecture, random weights (NOT signature evidence)"
     else:
-        from surf_video.mini.loading import has_surf_mini, load_surf_mini, surf_mini_path
+        from surf_video.mini.loading import (
+            has_surf_mini,
+            load_surf_mini,
+            surf_mini_path,
+        )
 
         path = surf_mini_path(args.base)
         if not has_surf_mini(path):
@@ -104,7 +123,11 @@ def _load(args) -> tuple[object, str]:
         pipe, label = load_surf_mini(path, device="cpu"), f"SURF-Mini ({path})"
     pipe.set_progress_bar_config(disable=True)
     pipe.to(device)
-    return SURFPipeline.from_pipe(pipe, base_size=(args.base_size, args.base_size)), args.label or label
+    if refiner is not None:
+        refiner.to(device)
+        label += f" + refiner {args.refiner}"
+    # from_pipe raises ValueError when the refiner's channels differ from the base VAE's latent space
+    return SURFPipeline.from_pipe(pipe, refiner=refiner, base_size=(args.base_size, args.base_size)), args.label or label
 
 
 def _signature(args: argparse.Namespace) -> int:
@@ -131,6 +154,8 @@ def _signature(args: argparse.Namespace) -> int:
         fewer_steps=_ints(args.fewer_steps), hlh=hlh, base_size=args.base_size, preview_size=args.preview_size,
         num_frames=args.frames, guidance_scale=args.guidance, max_sequence_length=args.max_sequence_length,
         batch_size=args.batch_size, seeds=tuple(range(args.seeds)), num_prompts=args.num_prompts,
+        refine_size=args.target_size if args.refiner else None, refine_steps=args.refine_steps,
+        accelerations=tuple(a.strip() for a in args.accelerations.split(",") if a.strip()),
     )
     if args.quick:
         cfg.num_prompts = args.num_prompts or sig.QUICK_OVERRIDES["num_prompts"]
@@ -150,6 +175,8 @@ def _signature(args: argparse.Namespace) -> int:
 
     def annotate(res: dict) -> dict:
         res.update(model=label, prompts=used, command=command)
+        if args.refiner:
+            res["refiner_path"] = str(args.refiner)
         return res
 
     def partial(res: dict) -> None:  # keep what is done if the run is cut short
@@ -172,6 +199,10 @@ def _report(args, result: dict, out: Path) -> int:
     command = result.get("command", "")
     if args.no_plots:
         print(rep.markdown_table(result))
+        if result.get("accelerations"):
+            from surf_video.bench.signature_accel import verdict_lines
+
+            print("\n".join(verdict_lines(result)))
         print(f"wrote {out}")
         return 0
     plots = Path(args.plots) if args.plots else out.parent.parent
@@ -186,6 +217,10 @@ def _report(args, result: dict, out: Path) -> int:
     if ex is not None:
         files["examples"] = str(ex)
     print(rep.markdown_table(result))
+    if result.get("accelerations"):
+        from surf_video.bench.signature_accel import verdict_lines
+
+        print("\n".join(verdict_lines(result)))
     for metric in ("iou", "latent_corr"):
         for t in rep.check_targets(result, metric):
             held = "n/a" if t["held"] is None else ("held" if t["held"] else "NOT held")
