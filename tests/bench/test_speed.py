@@ -164,3 +164,22 @@ def test_quantize_row_fails_with_a_clear_error_off_gpu(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "quantize='fp8'" in err and ("torchao" in err or "compute capability" in err)
     assert not (tmp_path / "r.json").exists()
+
+
+def test_gpu_rows_script_only_uses_valid_arguments():
+    # benchmarks/gpu_rows.sh is run on a borrowed GPU with little time: every row must parse here first
+    import shlex
+    from pathlib import Path
+
+    from surf_video.cli.main import build_parser
+    from surf_video.pipelines.accel import available_backends
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_rows.sh"
+    rows = [shlex.split(line.split("#")[0])[1:] for line in script.read_text().splitlines()
+            if line.strip().startswith("row --")]
+    assert len(rows) >= 5
+    for row in rows:
+        args = build_parser().parse_args(["bench", "speed", "--timed-steps", "1", "--no-vae-decode", "--out", "x", *row])
+        assert args.model in ("wan14b", "wan1.3b") and args.target
+        if args.attention_backend:
+            assert args.attention_backend in available_backends()
