@@ -231,7 +231,11 @@ class SURFPipeline:
             refiner=self.refiner, refine_steps=refine_steps, auto_switch_tol=auto_switch_tol,
             min_switch_step=min_switch_step, max_switch_step=max_switch_step,
         )
-        self._check_parallel(stage_sizes, switches, auto, num_inference_steps, num_frames, height, width)
+        # The stage plan (latent sizes and steps) is pure arithmetic: made before any model work, so a stage that
+        # context parallelism cannot split fails first.
+        lat_sizes = [(h // a.spatial_factor, w // a.spatial_factor) for h, w in stage_sizes]
+        plan = make_stage_plan(num_inference_steps, lat_sizes, switches if not auto else [max_switch_step or num_inference_steps])
+        self._check_parallel(stage_sizes, plan, auto, num_frames, height, width)
         if callback_on_step_end is not None and hasattr(callback_on_step_end, "tensor_inputs"):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         timer = _Timer(a.device)
@@ -246,9 +250,7 @@ class SURFPipeline:
         batch = cond.tensors["encoder_hidden_states"].shape[0]
         timings["text"] = timer.now() - t0
 
-        # 2. Plan the stages (latent sizes) and the base schedule.
-        lat_sizes = [(h // a.spatial_factor, w // a.spatial_factor) for h, w in stage_sizes]
-        plan = make_stage_plan(num_inference_steps, lat_sizes, switches if not auto else [max_switch_step or num_inference_steps])
+        # 2. The base schedule (the stage plan was made above).
         scheduler = self._fresh_scheduler(num_inference_steps)
         base_sigmas = scheduler.sigmas.clone()
 
@@ -292,16 +294,12 @@ class SURFPipeline:
         )
 
     # ---- pieces ----------------------------------------------------------------------------------------
-    def _check_parallel(self, stage_sizes, switches, auto, num_steps, num_frames, height, width) -> None:
+    def _check_parallel(self, stage_sizes, plan, auto, num_frames, height, width) -> None:
         """Under context parallelism every stage that runs must have a token count the degree divides."""
         from .parallel import check_context_parallel_sizes
 
-        sf = self.adapter.spatial_factor
-        if auto:
-            run = list(range(len(stage_sizes)))
-        else:
-            plan = make_stage_plan(num_steps, [(h // sf, w // sf) for h, w in stage_sizes], switches)
-            run = [i for i, s in enumerate(plan) if s.num_steps > 0]
+        # auto may switch at any step, so every stage can run
+        run = list(range(len(stage_sizes))) if auto else [i for i, s in enumerate(plan) if s.num_steps > 0]
         check_context_parallel_sizes(self, stage_sizes, run, num_frames, height if self.refiner else None, width)
 
     def _fresh_scheduler(self, num_steps: int, sigmas: torch.Tensor | None = None):
