@@ -157,6 +157,18 @@ def _mesh(ring: int, ulysses: int):
     return init_device_mesh(device_type, (ring, ulysses), mesh_dim_names=("ring", "ulysses"))
 
 
+def _check_model(model, name: str, mode: str, degree: int) -> None:
+    """What :func:`enable_model_context_parallel` needs of one model, checked before anything changes."""
+    if getattr(model, "_cp_plan", None) is None:
+        raise ValueError(f"context parallelism: {name} has no _cp_plan (diffusers supports Wan; HunyuanVideo not yet)")
+    if context_parallel_degree(model) > 1:
+        raise ValueError(f"context parallelism: {name} is already parallel; call disable_context_parallel first")
+    heads = getattr(model.config, "num_attention_heads", None)
+    if mode == "ulysses" and heads is not None and heads % degree:
+        raise ValueError(f"ulysses_degree={degree} must divide {name}'s {heads} attention heads "
+                         "(Ulysses gives each rank heads / degree heads)")
+
+
 def enable_model_context_parallel(model, *, ulysses_degree: int | None = None, ring_degree: int | None = None,
                                   mesh=None) -> str:
     """``model.enable_parallelism(ContextParallelConfig(...))`` after the checks; returns the attention backend.
@@ -168,15 +180,7 @@ def enable_model_context_parallel(model, *, ulysses_degree: int | None = None, r
     from diffusers import ContextParallelConfig
 
     mode, degree = _degrees(ulysses_degree, ring_degree)
-    name = type(model).__name__
-    if getattr(model, "_cp_plan", None) is None:
-        raise ValueError(f"context parallelism: {name} has no _cp_plan (diffusers supports Wan; HunyuanVideo not yet)")
-    if context_parallel_degree(model) > 1:
-        raise ValueError(f"context parallelism: {name} is already parallel; call disable_context_parallel first")
-    heads = getattr(model.config, "num_attention_heads", None)
-    if mode == "ulysses" and heads is not None and heads % degree:
-        raise ValueError(f"ulysses_degree={degree} must divide {name}'s {heads} attention heads "
-                         "(Ulysses gives each rank heads / degree heads)")
+    _check_model(model, type(model).__name__, mode, degree)
     backend = _ensure_backend(model, mode)
     cfg = ContextParallelConfig(ulysses_degree=degree if mode == "ulysses" else None,
                                 ring_degree=degree if mode == "ring" else None, mesh=mesh)
@@ -220,13 +224,7 @@ def enable_context_parallel(pipe, ulysses_degree: int | None = None, ring_degree
     models["refiner"] = getattr(pipe, "refiner", None)
     models = {k: m for k, m in models.items() if m is not None}
     for key, model in models.items():  # every check first, so a failure leaves no model half-parallel
-        if getattr(model, "_cp_plan", None) is None:
-            raise ValueError(f"context parallelism: {type(model).__name__} ({key}) has no _cp_plan "
-                             "(diffusers supports Wan; HunyuanVideo not yet)")
-        heads = getattr(model.config, "num_attention_heads", None)
-        if (mode == "ulysses" or key == "refiner") and heads is not None and heads % degree:
-            raise ValueError(f"ulysses_degree={degree} must divide the {heads} attention heads of {key} "
-                             f"({type(model).__name__})")
+        _check_model(model, f"{type(model).__name__} ({key})", "ulysses" if key == "refiner" else mode, degree)
         if mode == "ring" and key != "refiner" and model.device.type != "cuda":
             _ensure_backend(model, mode)  # raises the CPU explanation before anything changes
     mesh = _mesh(degree if mode == "ring" else 1, degree if mode == "ulysses" else 1)
