@@ -15,6 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from surf_video.io.formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+
 __all__ = [
     "VIDEO_EXTENSIONS",
     "IMAGE_EXTENSIONS",
@@ -26,8 +28,6 @@ __all__ = [
     "probe_num_frames",
 ]
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 # codec, pixel format per container; H.264 and VP9 need even sizes with yuv420p.
 _CODECS = {

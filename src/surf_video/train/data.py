@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from surf_video.io.formats import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from surf_video.train.degrade import PixelDegradeConfig, degrade_video
 
 __all__ = [
@@ -42,9 +43,7 @@ __all__ = [
 ]
 
 # PyAV (surf_video.io.video) is imported on first use: latent-cache and procedural training need no
-# video decoding, and GPU hosts without PyAV can train from cached latents. Same tuples as io.video.
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# video decoding, and GPU hosts without PyAV can train from cached latents.
 
 
 def probe_num_frames(path):
