@@ -24,12 +24,14 @@ def surf(wan):
 
 @pytest.mark.parametrize("make", ["fbc", "taylorseer"])
 def test_caches_reset_at_switch_and_remove_cleanly(surf, wan, make):
-    from diffusers import FirstBlockCacheConfig, TaylorSeerCacheConfig
+    from diffusers import FirstBlockCacheConfig
+
+    from surf_video.pipelines.accel import taylorseer_config
 
     plain = run(surf)
     cfg = {
         "fbc": lambda: FirstBlockCacheConfig(threshold=0.5),
-        "taylorseer": lambda: TaylorSeerCacheConfig(cache_interval=2, disable_cache_before_step=1),
+        "taylorseer": lambda: taylorseer_config(cache_interval=2, disable_cache_before_step=1),
     }[make]()
     seen = []
     hook = wan.transformer.register_forward_hook(
@@ -44,6 +46,22 @@ def test_caches_reset_at_switch_and_remove_cleanly(surf, wan, make):
     assert all(i == o for i, o in seen) and {i for i, _ in seen} == {(4, 6), (2, 4)}
     surf.disable_accelerations()
     assert not wan.transformer.is_cache_enabled
+    assert torch.equal(run(surf), plain)
+
+
+def test_taylorseer_config_caches_wan_blocks(surf, wan):
+    # diffusers' default TaylorSeer identifiers match no Wan module (attn1 / attn2): the shared config must
+    # hook Wan's blocks, so a cached run really differs from the plain one, and removing it restores it
+    from diffusers import TaylorSeerCacheConfig
+
+    from surf_video.pipelines.accel import taylorseer_config
+
+    plain = run(surf)
+    surf.enable_accelerations(cache=TaylorSeerCacheConfig(cache_interval=2, disable_cache_before_step=1))
+    assert torch.equal(run(surf), plain)  # the default config skips nothing on Wan
+    surf.enable_accelerations(cache=taylorseer_config(cache_interval=2, disable_cache_before_step=1))
+    assert not torch.equal(run(surf), plain)
+    surf.disable_accelerations()
     assert torch.equal(run(surf), plain)
 
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..pipelines.accel import WAN_TAYLORSEER_IDENTIFIERS, taylorseer_config
+
 __all__ = ["AccelSpec", "parse_accelerations", "accel_methods", "run_accelerated", "BlockCounter",
            "counted_flops", "DEFAULTS", "verdicts", "verdict_lines"]
 
@@ -46,7 +48,7 @@ DEFAULTS = {
     "fbcache": {"threshold": 0.05},
     "taylorseer": {"cache_interval": 4, "disable_cache_before_step": 3, "max_order": 1,
                    "taylor_factors_dtype": "float32",
-                   "cache_identifiers": [r"^blocks\.\d+\.(attn1|attn2|ffn)$"]},
+                   "cache_identifiers": list(WAN_TAYLORSEER_IDENTIFIERS)},
     "compile": {"backend": "inductor", "dynamic": False},
 }
 KNOWN = tuple(DEFAULTS) + ("magcache",)
@@ -71,9 +73,7 @@ class AccelSpec:
 
             return {"cache": FirstBlockCacheConfig(threshold=float(p["threshold"]))}
         if self.name == "taylorseer":
-            from diffusers import TaylorSeerCacheConfig
-
-            return {"cache": TaylorSeerCacheConfig(
+            return {"cache": taylorseer_config(
                 cache_interval=int(p["cache_interval"]), disable_cache_before_step=int(p["disable_cache_before_step"]),
                 max_order=int(p["max_order"]), taylor_factors_dtype=getattr(torch, p["taylor_factors_dtype"]),
                 cache_identifiers=list(p["cache_identifiers"]))}

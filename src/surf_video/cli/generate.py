@@ -70,9 +70,9 @@ def parse_cache(spec: str | None):
 
             return FirstBlockCacheConfig(threshold=float(value or 0.05))
         if kind == "taylorseer":
-            from diffusers import TaylorSeerCacheConfig
+            from ..pipelines.accel import taylorseer_config
 
-            return TaylorSeerCacheConfig(cache_interval=int(value or 4))
+            return taylorseer_config(cache_interval=int(value or 4))
     except ValueError as err:
         raise ValueError(f"--cache: bad value in {spec!r}: {err}") from err
     raise ValueError(f"--cache must be fbc:THRESHOLD or taylorseer:INTERVAL, got {spec!r}")

@@ -21,11 +21,31 @@ from typing import Any
 
 import torch
 
-__all__ = ["CACHE_CONFIGS", "Accelerations", "apply_accelerations", "remove_accelerations", "QUANTIZE_MODES", "available_backends"]
+__all__ = ["CACHE_CONFIGS", "Accelerations", "apply_accelerations", "remove_accelerations", "QUANTIZE_MODES", "available_backends",
+           "WAN_TAYLORSEER_IDENTIFIERS", "TAYLORSEER_IDENTIFIERS", "taylorseer_config"]
 
 QUANTIZE_MODES = (None, "fp8")
 CACHE_CONFIGS = ("FirstBlockCacheConfig", "FasterCacheConfig", "TaylorSeerCacheConfig", "MagCacheConfig",
                  "PyramidAttentionBroadcastConfig", "SeaCacheConfig")
+
+
+# TaylorSeer caches the modules whose names fully match these patterns. diffusers' defaults
+# (``^blocks.*attn``, ``^transformer_blocks.*attn``, ...) fit HunyuanVideo but match no module of
+# ``WanTransformer3DModel``, whose block attentions are ``attn1`` / ``attn2``: a default TaylorSeer on Wan
+# skips nothing. Wan's patterns cache each block's two attentions and its FFN (as the TaylorSeer paper
+# caches attention and MLP features).
+WAN_TAYLORSEER_IDENTIFIERS = (r"^blocks\.\d+\.(attn1|attn2|ffn)$",)
+TAYLORSEER_IDENTIFIERS = WAN_TAYLORSEER_IDENTIFIERS + (
+    "^transformer_blocks.*attn", "^single_transformer_blocks.*attn", "^temporal_transformer_blocks.*attn")
+
+
+def taylorseer_config(cache_identifiers=None, **kwargs):
+    """A diffusers ``TaylorSeerCacheConfig`` that also caches Wan's blocks (``cache_identifiers`` default:
+    :data:`TAYLORSEER_IDENTIFIERS`); other keyword arguments go to the config unchanged."""
+    from diffusers import TaylorSeerCacheConfig
+
+    ids = TAYLORSEER_IDENTIFIERS if cache_identifiers is None else cache_identifiers
+    return TaylorSeerCacheConfig(cache_identifiers=list(ids), **kwargs)
 
 
 @dataclass
