@@ -291,17 +291,12 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
     refiner = build_refiner(ref_name, device, dtype, **ref_over)
     params = sum(p.numel() for p in transformer.parameters())
     log(f"built {cfg.model} ({params / 1e9:.2f}B params) + {ref_name} in {time.perf_counter() - t0:.1f}s")
-    if cfg.quantize:  # before compile, through the same helper SURFPipeline.enable_accelerations uses
+    if cfg.quantize or cfg.attention_backend or cfg.compile:  # what SURFPipeline.enable_accelerations applies
         from ..pipelines.accel import apply_accelerations
 
-        apply_accelerations(transformer, quantize=cfg.quantize)
-        apply_accelerations(refiner, quantize=cfg.quantize)
-    if cfg.attention_backend:
-        transformer.set_attention_backend(cfg.attention_backend)
-        refiner.set_attention_backend(cfg.attention_backend)
-    if cfg.compile:
-        transformer.compile_repeated_blocks(fullgraph=True)
-        refiner.compile_repeated_blocks()
+        acc = dict(attention_backend=cfg.attention_backend, compile=cfg.compile, quantize=cfg.quantize)
+        apply_accelerations(transformer, **acc, compile_kwargs={"fullgraph": True})
+        apply_accelerations(refiner, **acc)
     from ..pipelines.surf_pipeline import SURFPipeline
 
     surf = SURFPipeline.from_pipe(pipe, refiner=refiner, base_size=base)
@@ -425,14 +420,10 @@ def run_refiner_speed(cfg: SpeedConfig, log=print) -> dict:
     rc = dict(refiner.config)
     host = build_transformer("wan", dict(WAN_TINY, text_dim=rc["text_dim"]), device, dtype)  # never called
     pipe = build_pipeline("wan", host, device, dtype)
-    if cfg.quantize:
+    if cfg.quantize or cfg.attention_backend or cfg.compile:
         from ..pipelines.accel import apply_accelerations
 
-        apply_accelerations(refiner, quantize=cfg.quantize)
-    if cfg.attention_backend:
-        refiner.set_attention_backend(cfg.attention_backend)
-    if cfg.compile:
-        refiner.compile_repeated_blocks()
+        apply_accelerations(refiner, attention_backend=cfg.attention_backend, compile=cfg.compile, quantize=cfg.quantize)
     from ..pipelines.surf_pipeline import SURFPipeline
 
     surf = SURFPipeline.from_pipe(pipe, refiner=refiner)
