@@ -25,7 +25,7 @@ Accelerations (``name[:param[:param]]``):
 Honest cost: diffusers does not report what a cache skipped, so the benchmark counts what really ran, with
 forward pre-hooks on the first linear layer of each block's self-attention (``attn1.to_q``), cross-attention
 (``attn2.to_q``) and feed-forward network, per token count (stage size). FLOPs are then the analytic
-per-component FLOPs of :func:`surf_video.bench.signature.transformer_flops` times the components that ran,
+per-component FLOPs of :func:`surf_video.bench.signature_scoring.transformer_flop_parts` times the components that ran,
 plus the parts outside the blocks (patch embedding, text embedder, head) once per transformer call.
 ``compile`` skips no work: its rows keep the nominal FLOPs (no hooks, which would make the compiled blocks
 recompile).
@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..pipelines.accel import WAN_TAYLORSEER_IDENTIFIERS, taylorseer_config
+from .signature_scoring import transformer_flop_parts
 
 __all__ = ["AccelSpec", "parse_accelerations", "accel_methods", "run_accelerated", "BlockCounter",
            "counted_flops", "DEFAULTS", "verdicts", "verdict_lines"]
@@ -171,27 +172,11 @@ class BlockCounter:
         self._handles = []
 
 
-def _parts(tcfg, tokens: int, text_len: int) -> dict[str, float]:
-    """FLOPs of one forward (batch 1) split as :func:`transformer_flops` counts them: per block component
-    (summed over blocks) and the rest."""
-    d = tcfg.num_attention_heads * tcfg.attention_head_dim
-    L, S = tokens, text_len
-    pt, ph, pw = tcfg.patch_size
-    patch = pt * ph * pw
-    return {
-        "self": 2.0 * (4 * L * d * d + 2 * L * L * d),
-        "cross": 2.0 * (2 * L * d * d + 2 * S * d * d + 2 * L * S * d),
-        "ffn": 2.0 * (2 * L * d * tcfg.ffn_dim),
-        "outside": 2.0 * (L * tcfg.in_channels * patch * d + L * d * tcfg.out_channels * patch
-                          + S * (tcfg.text_dim * d + d * d)),
-    }
-
-
 def counted_flops(counter: BlockCounter, tcfg, text_len: int, batch: int) -> tuple[float, float]:
     """``(FLOPs per video of what ran, share of the block FLOPs that ran)`` from a :class:`BlockCounter`."""
     total, blocks_ran, blocks_nominal = 0.0, 0.0, 0.0
     for tokens, rows in counter.calls.items():
-        parts = _parts(tcfg, tokens, text_len)
+        parts = transformer_flop_parts(tcfg, tokens, text_len)
         total += rows * parts["outside"]
         for comp in ("self", "cross", "ffn"):
             ran = counter.counts.get((comp, tokens), 0)

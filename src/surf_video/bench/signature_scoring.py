@@ -16,7 +16,8 @@ import torch
 from ..core.reshift import resize_latent
 from . import metrics as M
 
-__all__ = ["decode_many", "score_sample", "latent_scores", "make_pool", "transformer_flops", "summarize",
+__all__ = ["decode_many", "score_sample", "latent_scores", "make_pool", "transformer_flops", "transformer_flop_parts",
+           "summarize",
            "SUMMARY_METRICS"]
 
 
@@ -162,17 +163,25 @@ def transformer_flops(config, num_tokens: int, text_len: int, attention_products
         attention_products: count the ``Q K^T`` and ``A V`` products (off: only the weight products, which
             is what ``torch.utils.flop_counter`` sees when attention runs through a fused kernel it skips).
     """
+    p = transformer_flop_parts(config, num_tokens, text_len, attention_products)
+    return config.num_layers * (p["self"] + p["cross"] + p["ffn"]) + p["outside"]
+
+
+def transformer_flop_parts(config, num_tokens: int, text_len: int, attention_products: bool = True) -> dict:
+    """:func:`transformer_flops` by component: one block's ``'self'`` attention, ``'cross'`` attention and
+    ``'ffn'``, and ``'outside'`` the blocks (patch embedding, output projection, text embedder), batch 1."""
     d = config.num_attention_heads * config.attention_head_dim
     pt, ph, pw = config.patch_size
     patch = pt * ph * pw
     L, S = num_tokens, text_len
-    block = 4 * L * d * d + 2 * L * d * d + 2 * S * d * d + 2 * L * d * config.ffn_dim
-    if attention_products:
-        block += 2 * L * L * d + 2 * L * S * d
-    macs = config.num_layers * block
-    macs += L * config.in_channels * patch * d + L * d * config.out_channels * patch
-    macs += S * (config.text_dim * d + d * d)
-    return 2.0 * macs
+    qk = 1 if attention_products else 0  # the Q K^T and A V products
+    return {
+        "self": 2.0 * (4 * L * d * d + qk * 2 * L * L * d),
+        "cross": 2.0 * (2 * L * d * d + 2 * S * d * d + qk * 2 * L * S * d),
+        "ffn": 2.0 * (2 * L * d * config.ffn_dim),
+        "outside": 2.0 * (L * config.in_channels * patch * d + L * d * config.out_channels * patch
+                          + S * (config.text_dim * d + d * d)),
+    }
 
 
 def _flops_per_video(transformer_config, evals: dict, cfg, spatial_factor: int,
