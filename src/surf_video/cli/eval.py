@@ -193,16 +193,23 @@ def _signature(args: argparse.Namespace) -> int:
     return _report(args, result, out)
 
 
+def _print_table(result: dict) -> None:
+    """The results table, and one verdict line per acceleration when there are acceleration rows."""
+    from surf_video.bench import signature_report as rep
+
+    print(rep.markdown_table(result))
+    if result.get("accelerations"):
+        from surf_video.bench.signature_accel import verdict_lines
+
+        print("\n".join(verdict_lines(result)))
+
+
 def _report(args, result: dict, out: Path) -> int:
     from surf_video.bench import signature_report as rep
 
     command = result.get("command", "")
     if args.no_plots:
-        print(rep.markdown_table(result))
-        if result.get("accelerations"):
-            from surf_video.bench.signature_accel import verdict_lines
-
-            print("\n".join(verdict_lines(result)))
+        _print_table(result)
         print(f"wrote {out}")
         return 0
     plots = Path(args.plots) if args.plots else out.parent.parent
@@ -216,11 +223,7 @@ def _report(args, result: dict, out: Path) -> int:
     ex = rep.plot_examples(result, plots / f"{stem}_examples.png")
     if ex is not None:
         files["examples"] = str(ex)
-    print(rep.markdown_table(result))
-    if result.get("accelerations"):
-        from surf_video.bench.signature_accel import verdict_lines
-
-        print("\n".join(verdict_lines(result)))
+    _print_table(result)
     for metric in ("iou", "latent_corr"):
         for t in rep.check_targets(result, metric):
             held = "n/a" if t["held"] is None else ("held" if t["held"] else "NOT held")
