@@ -1,5 +1,6 @@
 """SURF-Mini building blocks: tokenizer, recipes, random-weight pipeline, fp16 export."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,3 +103,42 @@ def test_cli_train_base_without_vae_is_a_clear_error(capsys):
 
     assert main(["mini", "train", "base", "--out", "o"]) == 2
     assert "--vae is required" in capsys.readouterr().err
+
+
+def test_recipe_override_of_unknown_field_names_the_allowed_ones():
+    with pytest.raises(ValueError, match="unknown vae recipe fields.*image_fraction"):
+        load_recipe("vae", learning_rate=1.0)
+
+
+def test_cli_set_parses_yaml_values_and_rejects_bad_items():
+    from surf_video.cli.mini import _parse_sets
+
+    assert _parse_sets(["lr=2e-4", "frames=9", "data_cache=/tmp/x"]) == {"lr": 2e-4, "frames": 9, "data_cache": "/tmp/x"}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        _parse_sets(["lr"])
+
+
+def test_render_clips_cached_round_trip(tmp_path):
+    from surf_video.mini.data import render_clips, render_clips_cached
+
+    caps, vids = render_clips_cached(range(3, 5), (32,), tmp_path, workers=1, progress=False)
+    again_caps, again = render_clips_cached(range(3, 5), (32,), tmp_path, workers=1, progress=False)
+    ref_caps, ref = render_clips(range(3, 5), (32,), workers=1, progress=False)
+    assert caps == again_caps == ref_caps
+    assert np.array_equal(np.asarray(again[32]), ref[32]) and np.array_equal(vids[32], ref[32])
+    assert len(list(tmp_path.glob("*.npy"))) == 1 and not list(tmp_path.glob("*tmp*"))
+
+
+def test_train_vae_mixes_image_and_clip_steps_and_scores_reconstructions(tmp_path, capsys):
+    from surf_video.mini.train_vae import train_vae
+
+    r = load_recipe("vae", num_clips=2, num_clips_hr=1, batch_size=1, image_batch_size=2, image_fraction=0.5,
+                    max_steps=8, max_minutes=5, crop=32, frames=5, log_every=2, data_cache=str(tmp_path / "cache"))  # fmt: skip
+    m = train_vae(r, tmp_path / "vae", device="cpu")
+    assert m["steps"] == 8 and 0 < m["image_steps"] < 8  # seeded: both kinds of step ran
+    ev = m["evaluator_on_reconstructions"]
+    assert ev["n"] == 4 and set(ev) == {"n", "all_correct", "color", "count", "shape", "motion"}
+    assert (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").exists()
+    assert "images" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="image_fraction"):
+        train_vae(load_recipe("vae", image_fraction=1.5), tmp_path / "bad", device="cpu")

@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     t.add_argument("--pipe", default=None, help="refiner: folder of the trained pipeline (vae, text encoder)")
     t.add_argument("--metrics", default=None, help="write metrics JSON here")
     t.add_argument("--final-eval", type=int, default=None, help="base/refiner: prompts / clips of the final evaluation")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one recipe field (repeatable; VALUE read as YAML), e.g. --set lr=2e-4")
     t.add_argument("--device", default="cuda")
     t.set_defaults(func=_train)
 
@@ -49,7 +51,8 @@ def register(subparsers) -> None:
 def _train(args: argparse.Namespace) -> int:
     from surf_video.mini.recipe import load_recipe, write_json
 
-    recipe = load_recipe(args.part, args.config, max_steps=args.max_steps, max_minutes=args.max_minutes)
+    recipe = load_recipe(args.part, args.config, max_steps=args.max_steps, max_minutes=args.max_minutes,
+                         **_parse_sets(args.set))
     extra = {} if args.final_eval is None else ({"final_eval": args.final_eval} if args.part == "base" else {"eval_clips": args.final_eval})
     if args.part == "vae":
         from surf_video.mini.train_vae import train_vae
@@ -72,6 +75,25 @@ def _train(args: argparse.Namespace) -> int:
         write_json(args.metrics, metrics)
     print(json.dumps({k: v for k, v in metrics.items() if k != "recipe"}, indent=1, default=str))
     return 0
+
+
+def _parse_sets(items: list[str]) -> dict:
+    """``["lr=2e-4", "frames=9"]`` -> ``{"lr": 0.0002, "frames": 9}`` (values read as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE (a recipe field), got {item!r}")
+        v = yaml.safe_load(value)
+        if isinstance(v, str):  # YAML 1.1 reads "2e-4" (no dot) as a string
+            try:
+                v = float(v)
+            except ValueError:
+                pass
+        out[key.strip()] = v
+    return out
 
 
 def _eval(args: argparse.Namespace) -> int:

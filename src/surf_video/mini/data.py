@@ -15,7 +15,7 @@ import numpy as np
 
 from .config import NUM_FRAMES
 
-__all__ = ["EVAL_SEED_BASE", "render_clip", "render_clips", "eval_captions", "video_to_tensor"]
+__all__ = ["EVAL_SEED_BASE", "render_clip", "render_clips", "render_clips_cached", "eval_captions", "video_to_tensor"]
 
 EVAL_SEED_BASE = 10_000_000
 
@@ -77,6 +77,38 @@ def render_clips(
         if pool is not None:
             pool.close()
             pool.join()
+    return captions, out
+
+
+def render_clips_cached(
+    seeds: range, sizes: tuple[int, ...], cache_dir: str | os.PathLike | None = None, **kwargs
+) -> tuple[list[str], dict[int, np.ndarray]]:
+    """:func:`render_clips` for a ``range`` of seeds, kept as ``.npy`` files in ``cache_dir`` when given.
+
+    Several training processes on one machine then render a data set once: the first writes it
+    (atomically: a temporary name, then a rename), the others load it memory-mapped.
+    """
+    if not cache_dir:
+        return render_clips(seeds, sizes, **kwargs)
+    import json
+
+    key = f"clips_{seeds.start}_{seeds.stop}_{seeds.step}_{'x'.join(map(str, sizes))}_{kwargs.get('max_objects', 3)}"
+    base = os.path.join(cache_dir, key)
+    names = [f"{base}_{s}.npy" for s in sizes]
+    if os.path.exists(base + ".json") and all(os.path.exists(n) for n in names):
+        with open(base + ".json") as f:
+            captions = json.load(f)
+        return captions, {s: np.load(n, mmap_mode="r") for s, n in zip(sizes, names)}
+    captions, out = render_clips(seeds, sizes, **kwargs)
+    os.makedirs(cache_dir, exist_ok=True)
+    for s, n in zip(sizes, names):
+        tmp = f"{n}.{os.getpid()}.tmp.npy"
+        np.save(tmp, out[s])
+        os.replace(tmp, n)
+    tmp = f"{base}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(captions, f)
+    os.replace(tmp, base + ".json")  # written last: its presence means the arrays are complete
     return captions, out
 
 

@@ -37,6 +37,12 @@ class VAERecipe:
     crop: int = 0  # train on random crop x crop windows (0: full R clips); the VAE is convolutional
     frames: int = 17  # train on random windows of this many frames (1 + 4k)
     data_size: int = 128  # size the "R" clips are rendered at
+    # Share of steps that train on single frames (images) instead of clips: the causal VAE runs one
+    # chunk instead of five, so an image step is several times cheaper and teaches the spatial code.
+    image_fraction: float = 0.0
+    image_batch_size: int = 0  # batch of an image step (0: 4 x batch_size)
+    lr_decay_frac: float = 0.0  # decay the lr linearly to 5% over this final share of the time budget
+    data_cache: str = ""  # folder to keep rendered clips in (.npy) so parallel runs render once
     log_every: int = 50
     device_threads: int = 0  # torch threads on CPU (0: default)
 
@@ -94,7 +100,11 @@ def load_recipe(kind: str, path: str | os.PathLike | None = None, **overrides):
     unknown = set(values) - names
     if unknown:
         raise ValueError(f"unknown keys in {path}: {sorted(unknown)}; allowed: {sorted(names)}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"unknown {kind} recipe fields {sorted(unknown)}; allowed: {sorted(names)}")
+    values.update(overrides)
     return cls(**values)
 
 

@@ -18,10 +18,10 @@ import torch.nn.functional as F
 
 from .build import build_vae
 from .config import OPTIMAL_SIZE, TARGET_SIZES
-from .data import render_clips
+from .data import EVAL_SEED_BASE, render_clips, render_clips_cached
 from .recipe import VAERecipe, atomic_save_dir
 
-__all__ = ["train_vae", "encode_latents", "latent_stats", "psnr"]
+__all__ = ["train_vae", "encode_latents", "latent_stats", "psnr", "recon_adherence"]
 
 
 def _to_float(x_u8: torch.Tensor) -> torch.Tensor:
@@ -103,22 +103,26 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
         torch.set_num_threads(recipe.device_threads)
     if (recipe.frames - 1) % 4 or not 1 <= recipe.frames <= 17:
         raise ValueError(f"frames must be 1 + 4k in 1..17, got {recipe.frames}")
+    if not 0.0 <= recipe.image_fraction <= 1.0:
+        raise ValueError(f"image_fraction must be in [0, 1], got {recipe.image_fraction}")
     n_held = 64 if dev.type == "cuda" else 4
-    rs = recipe.data_size
-    _, r = render_clips(range(recipe.num_clips + n_held), (rs,))
-    _, h = render_clips(range(2_000_000, 2_000_000 + recipe.num_clips_hr + n_held // 4), (hr,))
-    data_r = torch.from_numpy(r[rs][:-n_held]).to(dev)
-    held_r = torch.from_numpy(r[rs][-n_held:])
-    data_hr = torch.from_numpy(h[hr][: -(n_held // 4)]).to(dev)
-    held_hr = torch.from_numpy(h[hr][-(n_held // 4) :])
+    rs, cache = recipe.data_size, recipe.data_cache or None
+    _, r = render_clips_cached(range(recipe.num_clips + n_held), (rs,), cache)
+    _, h = render_clips_cached(range(2_000_000, 2_000_000 + recipe.num_clips_hr + n_held // 4), (hr,), cache)
+    data_r = torch.from_numpy(np.array(r[rs][:-n_held])).to(dev)
+    held_r = torch.from_numpy(np.array(r[rs][-n_held:]))
+    data_hr = torch.from_numpy(np.array(h[hr][: -(n_held // 4)])).to(dev)
+    held_hr = torch.from_numpy(np.array(h[hr][-(n_held // 4) :]))
     vae = AutoencoderKLWan.from_pretrained(resume, torch_dtype=torch.float32) if resume else build_vae()
     vae.to(dev).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=recipe.lr, weight_decay=0.0, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(recipe.seed)
-    t0, step, hist = time.time(), 0, []
-    while step < recipe.max_steps and (time.time() - t0) < recipe.max_minutes * 60:
-        x = _batch(data_r, data_hr, recipe.batch_size, gen, dev, recipe.crop, recipe.frames)
-        lr = recipe.lr * min(1.0, (step + 1) / max(recipe.warmup_steps, 1))
+    t0, step, hist, budget = time.time(), 0, [], recipe.max_minutes * 60
+    img_bs = recipe.image_batch_size or 4 * recipe.batch_size
+    while step < recipe.max_steps and (time.time() - t0) < budget:
+        image = torch.rand(1, generator=gen).item() < recipe.image_fraction
+        x = _batch(data_r, data_hr, img_bs if image else recipe.batch_size, gen, dev, recipe.crop, 1 if image else recipe.frames)
+        lr = recipe.lr * min(1.0, (step + 1) / max(recipe.warmup_steps, 1)) * _decay(time.time() - t0, budget, recipe.lr_decay_frac)
         for g in opt.param_groups:
             g["lr"] = lr
         # A deterministic autoencoder with latent-noise augmentation: sampling the posterior at its
@@ -137,10 +141,13 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         step += 1
-        hist.append((rec_loss.item(), kl.item()))
+        hist.append((rec_loss.item(), kl.item(), image))
         if step % recipe.log_every == 0:
-            rl, kk = np.mean(hist[-recipe.log_every :], 0)
-            print(f"vae step {step} l1 {rl:.4f} kl {kk:.3f} {time.time() - t0:.0f}s", flush=True)
+            recent = hist[-recipe.log_every :]
+            l1v = [h[0] for h in recent if not h[2]] or [float("nan")]
+            l1i = [h[0] for h in recent if h[2]] or [float("nan")]
+            kk = np.mean([h[1] for h in recent])
+            print(f"vae step {step} l1 clips {np.mean(l1v):.4f} images {np.mean(l1i):.4f} kl {kk:.3f} lr {lr:.2e} {time.time() - t0:.0f}s", flush=True)
     vae.eval()
     # Latent statistics (with the identity normalisation the model was built with).
     vae.register_to_config(latents_mean=[0.0] * vae.config.z_dim, latents_std=[1.0] * vae.config.z_dim)
@@ -150,17 +157,57 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
     metrics = {
         "steps": step,
         "minutes": (time.time() - t0) / 60,
-        "final_l1": float(np.mean([h[0] for h in hist[-100:]])),
+        "image_steps": sum(h[2] for h in hist),
+        "final_l1": float(np.mean([h[0] for h in hist[-200:] if not h[2]] or [float("nan")])),  # clip steps only
         "final_kl": float(np.mean([h[1] for h in hist[-100:]])),
         "psnr_heldout_128": _heldout_psnr(vae, held_r, dev),
         "psnr_heldout_288": _heldout_psnr(vae, held_hr, dev),
         # the collapse check: a decoder that ignores z scores the same on zeros as on the real latents
         "psnr_heldout_128_decode_zeros": _heldout_psnr(vae, held_r, dev, zeros=True),
+        # the world evaluator on VAE round trips of the base's evaluation scenes: a ceiling on the
+        # prompt adherence any base trained in this latent space can reach
+        "evaluator_on_reconstructions": recon_adherence(vae, 32 if dev.type == "cuda" else 4),
         "latents_mean": mean,
         "latents_std": std,
     }
     atomic_save_dir(out_dir, lambda d: vae.save_pretrained(d, safe_serialization=True))
     return metrics
+
+
+def _decay(elapsed: float, budget: float, frac: float) -> float:
+    """Linear lr decay to 5% over the final ``frac`` of a wall-clock ``budget`` (1.0 before it)."""
+    if frac <= 0:
+        return 1.0
+    left = (budget - elapsed) / (frac * budget)
+    return float(min(1.0, max(0.05, left)))
+
+
+@torch.no_grad()
+def recon_adherence(vae, n: int = 32, size: int = OPTIMAL_SIZE) -> dict:
+    """World-evaluator scores of VAE round trips (encode, decode the mean) of evaluation scenes.
+
+    The scenes are the base's fixed evaluation prompts (``EVAL_SEED_BASE + i``) rendered at ``size``.
+    A base can only be scored right where the decoder can draw the scene, so this bounds adherence.
+
+    Returns:
+        ``{"n", "all_correct", "color", "count", "shape", "motion"}`` as fractions of the ``n`` scenes.
+    """
+    from surf_video.world import evaluate_video
+
+    dev = next(vae.parameters()).device
+    caps, r = render_clips(range(EVAL_SEED_BASE, EVAL_SEED_BASE + n), (size,), progress=False)
+    keys = ("all_correct", "color", "count", "shape", "motion")
+    scores = {k: 0 for k in keys}
+    for i in range(0, n, 8):
+        x = _to_float(torch.from_numpy(r[size][i : i + 8]).to(dev))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            rec = vae.decode(vae.encode(x).latent_dist.mean).sample
+        vids = ((rec.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()
+        for v, cap in zip(vids, caps[i : i + 8]):
+            res = evaluate_video(v, cap)
+            for k in keys:
+                scores[k] += bool(res[k])
+    return {"n": n, **{k: scores[k] / n for k in keys}}
 
 
 @torch.no_grad()
