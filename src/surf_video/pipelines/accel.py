@@ -76,6 +76,16 @@ def _check(cache, attention_backend, compile, quantize) -> None:
             )
     if attention_backend is not None and attention_backend not in available_backends():
         raise ValueError(f"attention_backend must be one of {available_backends()}, got {attention_backend!r}")
+    if attention_backend is not None and "sage" in attention_backend:
+        from diffusers.models import attention_dispatch as ad
+
+        if not getattr(ad, "_CAN_USE_SAGE_ATTN", False):
+            # diffusers' own error names only the version; PyPI's newest wheel (1.0.6) is too old
+            raise ValueError(
+                f"attention_backend={attention_backend!r} needs SageAttention >= "
+                f"{getattr(ad, '_REQUIRED_SAGE_VERSION', '2.1.1')} installed, which PyPI does not carry (its newest is "
+                "1.0.6): build it from https://github.com/thu-ml/SageAttention, or pick another backend"
+            )
     if not isinstance(compile, bool):
         raise ValueError(f"compile must be True or False, got {compile!r}")
     if quantize not in QUANTIZE_MODES:
