@@ -13,6 +13,8 @@ export PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1
 SURF="python3 -m surf_video.cli.main mini train"
 filt() { grep --line-buffered -v "it/s\]\|s/it\]"; }
 nvidia-smi --query-gpu=name --format=csv,noheader
+# a call brings back at most 8 files: logs and metrics go into one archive next to the weight parts
+bundle() { (cd $OUT && ls *.json *.txt > /dev/null 2>&1 && tar czf metrics.tgz $(ls *.json *.txt 2>/dev/null) && rm -f *.json *.txt); ls -la $OUT; }
 # pack SRC NAME: fp16 copy of $W/SRC as tar parts $OUT/NAME.tar.aa, ab, ... (15 MB each)
 pack() { rm -rf $W/pack && mkdir -p $W/pack && cp -r $W/$1 $W/pack/$2 && \
   python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pack')" && \
@@ -20,7 +22,7 @@ pack() { rm -rf $W/pack && mkdir -p $W/pack && cp -r $W/$1 $W/pack/$2 && \
 if [ "$STAGE" = vae ]; then
   $SURF vae --config configs/mini/vae.yaml --out $W/vae --metrics $OUT/vae.json ${VAE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
   pack vae vae
-  exit 0
+  bundle; exit 0
 elif [ "$STAGE" = 1 ]; then
   if ls .mini_ckpt/vae.tar.* > /dev/null 2>&1; then
     mkdir -p $W/ck && tar xf <(cat .mini_ckpt/vae.tar.*) -C $W/ck && cp -r $W/ck/vae $W/vae && echo "VAE from .mini_ckpt" | tee -a $OUT/log.txt
@@ -35,7 +37,7 @@ elif [ "$STAGE" = all ]; then
   pack pipe pipe
   $SURF refiner --config configs/mini/refiner.yaml --pipe $W/pipe --out $W/refiner --metrics $OUT/refiner.json ${REF_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
   pack refiner refiner
-  exit 0
+  bundle; exit 0
 else
   mkdir -p $W/ck && tar xf <(cat .mini_ckpt/pipe.tar.*) -C $W/ck
   $SURF base --config configs/mini/base.yaml --vae $W/ck/pipe/vae --resume $W/ck/pipe --out $W/pipe --metrics $OUT/base.json ${BASE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
@@ -44,4 +46,4 @@ else
 fi
 python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pipe')"
 (cd $W && tar cf - $PACK | split -b 15m - $OUT/pipe.tar.)
-ls -la $OUT
+bundle

@@ -2,7 +2,7 @@
 # A sweep of SURF-Mini VAE recipes in one GPU command: 3 runs per GPU side by side (the VAE step is
 # launch-bound, so runs sharing a GPU mostly overlap), each scored by held-out PSNR and by the world
 # evaluator on its reconstructions. The best comes back as fp16 tar parts ($OUT/vae.tar.*); every
-# run's metrics and log come back; fp32 weights stay in .mini_ckpt/sweep/ for the next command.
+# run's metrics and log come back (in sweep_results.tgz: a call returns at most 8 files); fp32 weights stay in .mini_ckpt/sweep/ for the next command.
 # Usage (repo root, diffusers wheel in .whl_mini/): MINUTES=6.5 bash configs/mini/vae_sweep.sh $OUT
 set -u
 export OUT=$1; M=${MINUTES:-6.5}; W=.mini_ckpt/sweep; mkdir -p $OUT $W
@@ -49,4 +49,6 @@ echo "best: $BEST"
 mkdir -p /tmp/pack && rm -rf /tmp/pack/vae && cp -r $W/$BEST /tmp/pack/vae && \
   python3 -c "from surf_video.mini.export import halve_safetensors as h; h('/tmp/pack')" && \
   (cd /tmp/pack && tar cf - vae | split -b 15m - $OUT/vae.tar.) && echo $BEST > $OUT/best.txt
+# a call brings back at most 8 files: every log and metrics file goes into one archive
+(cd $OUT && tar czf sweep_results.tgz *.json *.log best.txt && rm -f *.json *.log best.txt)
 ls -la $OUT
