@@ -131,17 +131,18 @@ def foreground_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def _gaussian_1d(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return g / g.sum()
 
 
 def ssim(a: np.ndarray, b: np.ndarray, window: int = 11, sigma: float = 1.5) -> float:
     """Mean SSIM (Wang et al. 2004: Gaussian window, K1 0.01, K2 0.03, range 255) over frames and channels.
 
     The window shrinks to the frame size for tiny frames; borders are excluded ('valid' convolution).
+    The 2-D Gaussian is separable, so the five local moments are filtered as one batch by a row and
+    a column pass (22 multiply-adds a pixel instead of 121; same result to float64 rounding).
 
     Args:
         a, b: uint8 (or float 0-255) ``[T, H, W, 3]`` of one shape.
@@ -151,14 +152,14 @@ def ssim(a: np.ndarray, b: np.ndarray, window: int = 11, sigma: float = 1.5) -> 
     if a.shape != b.shape:
         raise ValueError(f"ssim: videos must have one shape, got {a.shape} and {b.shape}")
     window = min(window, a.shape[1], a.shape[2])
-    w = _gaussian_window(window, sigma)
+    g = _gaussian_1d(window, sigma)
     x = torch.from_numpy(np.asarray(a, dtype=np.float64)).permute(0, 3, 1, 2).reshape(-1, 1, *a.shape[1:3])
     y = torch.from_numpy(np.asarray(b, dtype=np.float64)).permute(0, 3, 1, 2).reshape(-1, 1, *b.shape[1:3])
+    stats = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # [N, 5, H, W]
+    stats = F.conv2d(stats, g.view(1, 1, -1, 1).expand(5, 1, -1, 1), groups=5)  # columns
+    mx, my, exx, eyy, exy = F.conv2d(stats, g.view(1, 1, 1, -1).expand(5, 1, 1, -1), groups=5).unbind(1)  # rows
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mx, my = F.conv2d(x, w), F.conv2d(y, w)
-    sxx = F.conv2d(x * x, w) - mx * mx
-    syy = F.conv2d(y * y, w) - my * my
-    sxy = F.conv2d(x * y, w) - mx * my
+    sxx, syy, sxy = exx - mx * mx, eyy - my * my, exy - mx * my
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     return float(s.mean())
 
