@@ -88,7 +88,10 @@ class SignatureConfig:
         num_steps: N, steps of the reference (and of every SURF run).
         surf_k: the SURF default switch step (k of N).
         k_values: the switch-step sweep (0 = direct low-resolution inference, N = the reference).
-        forms: re-noise forms of the sweep.
+        forms: re-noise forms of SURF's rows.
+        sweep_forms: the forms that get the whole k sweep (``None``: every form); the others run at
+            ``surf_k`` only. The default run sweeps 'flow' (issue 7's question); ``None`` is issue 11's
+            sweep of every form.
         auto: also run ``switch_step='auto'`` for every form (one video at a time, since the pipeline
             decides the switch for a whole batch).
         auto_tol, min_switch_step, max_switch_step: ``'auto'``'s arguments (pipeline defaults).
@@ -118,6 +121,7 @@ class SignatureConfig:
     surf_k: int = 10
     k_values: tuple[int, ...] = (0, 5, 10, 20, 30, 40)
     forms: tuple[str, ...] = ("flow", "paper", "snr")
+    sweep_forms: tuple[str, ...] | None = None
     auto: bool = True
     auto_tol: float = 0.05
     min_switch_step: int = 2
@@ -154,6 +158,8 @@ class SignatureConfig:
         bad = [f for f in self.forms if f not in ("flow", "paper", "snr")]
         if bad:
             raise ValueError(f"forms must be among 'flow', 'paper', 'snr', got {bad}")
+        if self.sweep_forms is not None and not set(self.sweep_forms) <= set(self.forms):
+            raise ValueError(f"sweep_forms {list(self.sweep_forms)} must be among forms {list(self.forms)}")
         if self.batch_size < 1 or not self.seeds:
             raise ValueError("batch_size must be >= 1 and seeds non-empty")
         if not isinstance(self.refine_steps, int) or self.refine_steps < 1:
@@ -197,8 +203,10 @@ def build_methods(cfg: SignatureConfig) -> list[Method]:
     if 0 in cfg.k_values or cfg.surf_k == 0:
         methods.append(Method("direct_lowres", "direct"))
     ks = sorted({k for k in cfg.k_values if 0 < k < n} | ({cfg.surf_k} if 0 < cfg.surf_k < n else set()))
+    only_k = [k for k in ks if k == cfg.surf_k]
     for form in cfg.forms:
-        methods += [Method(f"surf_{form}_k{k}", "surf", form=form, k=k) for k in ks]
+        swept = cfg.sweep_forms is None or form in cfg.sweep_forms
+        methods += [Method(f"surf_{form}_k{k}", "surf", form=form, k=k) for k in (ks if swept else only_k)]
         if cfg.auto:
             methods.append(Method(f"surf_{form}_auto", "surf", form=form, k="auto"))
     methods += [Method(f"steps{s}", "steps", steps=s, at_preview=False) for s in cfg.fewer_steps if s != n]
