@@ -133,12 +133,9 @@ def build_vae(cfg: VAEConfig | None = None, latents_mean=None, latents_std=None)
     )
 
 
-def build_transformer(cfg: TransformerConfig | None = None, z_dim: int = 16, text_dim: int = 128):
-    """A small ``WanTransformer3DModel`` (text-to-video, no image branch)."""
-    from diffusers import WanTransformer3DModel
-
-    cfg = cfg or TransformerConfig()
-    return WanTransformer3DModel(
+def _dit_kwargs(cfg, z_dim: int, text_dim: int) -> dict:
+    """The arguments the base and the refiner share: the refiner is built like a Wan transformer."""
+    return dict(
         patch_size=(1, 2, 2),
         num_attention_heads=cfg.num_attention_heads,
         attention_head_dim=cfg.attention_head_dim,
@@ -148,10 +145,20 @@ def build_transformer(cfg: TransformerConfig | None = None, z_dim: int = 16, tex
         freq_dim=cfg.freq_dim,
         ffn_dim=cfg.ffn_dim,
         num_layers=cfg.num_layers,
+        rope_max_seq_len=cfg.rope_max_seq_len,
+    )
+
+
+def build_transformer(cfg: TransformerConfig | None = None, z_dim: int = 16, text_dim: int = 128):
+    """A small ``WanTransformer3DModel`` (text-to-video, no image branch)."""
+    from diffusers import WanTransformer3DModel
+
+    cfg = cfg or TransformerConfig()
+    return WanTransformer3DModel(
+        **_dit_kwargs(cfg, z_dim, text_dim),
         cross_attn_norm=True,
         qk_norm="rms_norm_across_heads",
         eps=1e-6,
-        rope_max_seq_len=cfg.rope_max_seq_len,
     )
 
 
@@ -169,19 +176,7 @@ def build_refiner(cfg: RefinerConfig | None = None, z_dim: int = 16, text_dim: i
     from surf_video.models.refiner import RefinerTransformer3DModel  # type: ignore
 
     cfg = cfg or RefinerConfig()
-    return RefinerTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=cfg.num_attention_heads,
-        attention_head_dim=cfg.attention_head_dim,
-        in_channels=z_dim,
-        out_channels=z_dim,
-        text_dim=text_dim,
-        freq_dim=cfg.freq_dim,
-        ffn_dim=cfg.ffn_dim,
-        num_layers=cfg.num_layers,
-        rope_max_seq_len=cfg.rope_max_seq_len,
-        temporal_window_size=cfg.temporal_window_size,
-    )
+    return RefinerTransformer3DModel(**_dit_kwargs(cfg, z_dim, text_dim), temporal_window_size=cfg.temporal_window_size)
 
 
 def build_pipeline(cfg: MiniConfig | None = None):
