@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One GPU command (< 10 min) of the SURF-Mini training, as run on the borrowed H100.
 # Usage (repo root, wheels of diffusers in .whl_mini/): bash configs/mini/gpu_job.sh STAGE OUTDIR
-#   STAGE=vae: the VAE alone (comes back as vae.tar.*; put the parts in .mini_ckpt/ for stage 1);
+#   STAGE=vae: the VAE alone (comes back as vae.tar.*; put the parts in .mini_ckpt/ for stage 1, or for
+#              another `vae` command, which then continues that VAE: chain commands until the evaluator ceiling
+#              (evaluator_on_reconstructions in vae.json) is high enough to train a base);
 #   STAGE=1: VAE (or the one in .mini_ckpt/vae.tar.* if there), then base;
 #   STAGE=2: base resumed from .mini_ckpt/pipe, then refiner;
 #   STAGE=all: VAE, base and refiner in one command.
@@ -20,7 +22,11 @@ pack() { rm -rf $W/pack && mkdir -p $W/pack && cp -r $W/$1 $W/pack/$2 && \
   python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pack')" && \
   (cd $W/pack && tar cf - $2 | split -b 15m - $OUT/$2.tar.); }
 if [ "$STAGE" = vae ]; then
-  $SURF vae --config configs/mini/vae.yaml --out $W/vae --metrics $OUT/vae.json ${VAE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  RES=""  # a chain of commands: continue the VAE that an earlier command brought back (fp16 parts in .mini_ckpt/)
+  if ls .mini_ckpt/vae.tar.* > /dev/null 2>&1; then
+    mkdir -p $W/ck && tar xf <(cat .mini_ckpt/vae.tar.*) -C $W/ck && RES="--resume $W/ck/vae" && echo "resuming .mini_ckpt VAE" | tee -a $OUT/log.txt
+  fi
+  $SURF vae --config configs/mini/vae.yaml --out $W/vae --metrics $OUT/vae.json $RES ${VAE_ARGS:-} 2>&1 | filt | tee -a $OUT/log.txt
   pack vae vae
   bundle; exit 0
 elif [ "$STAGE" = 1 ]; then
