@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -34,23 +33,16 @@ from surf_video.train.checkpoint import (
     prune_checkpoints,
     read_trainer_state,
 )
-from surf_video.train.config import ModelConfig, TimestepConfig, TrainConfig
-from surf_video.train.data import (
-    ProceduralDataset,
-    StepBatchSampler,
-    VideoClipDataset,
-    collate,
-    derive_seed,
-    load_callable,
-    scan_videos,
-    synthetic_sample,
-)
+from surf_video.train.config import TrainConfig
+from surf_video.train.data import StepBatchSampler, collate, derive_seed
 from surf_video.train.degrade import degrade_latents
 from surf_video.train.distributed import (enable_fsdp_on_cpu, full_tensors, is_fsdp, reshard, save_plain_model,
                                           shard_like)
-from surf_video.train.latents import CachedLatentDataset, build_encoder
+from surf_video.train.latents import build_encoder
+from surf_video.train.parts import build_dataset, build_model, flow_mapping_loss, lr_lambda, refine, sample_timesteps
 from surf_video.train.text import build_text_encoder
 
+# build_model ... refine live in surf_video.train.parts; they stay importable from here as before
 __all__ = ["TrainingDiverged", "TrainResult", "build_model", "build_dataset", "sample_timesteps",
            "flow_mapping_loss", "refine", "Trainer"]
 
@@ -67,98 +59,6 @@ class TrainResult:
     last_loss: float
     checkpoint: str | None
     steps_per_s: float
-
-
-def _wan_folder(path: str) -> dict:
-    """A local transformer folder loads as is; a pipeline folder or a hub id (diffusers layout) via transformer/."""
-    p = Path(path)
-    if p.is_dir():
-        return {"subfolder": "transformer"} if (p / "transformer").is_dir() else {}
-    return {"subfolder": "transformer"}
-
-
-def build_model(cfg: ModelConfig) -> torch.nn.Module:
-    """The transformer to train (see :class:`ModelConfig`)."""
-    from diffusers import WanTransformer3DModel
-
-    wan = None
-    if cfg.init_from_wan:
-        wan = WanTransformer3DModel.from_pretrained(cfg.init_from_wan, **_wan_folder(cfg.init_from_wan))
-    if cfg.type == "wan":
-        model = wan if wan is not None else WanTransformer3DModel(**cfg.config)
-    else:
-        from surf_video.models.refiner import RefinerTransformer3DModel
-
-        extra = {} if cfg.temporal_window_size is None else {"temporal_window_size": cfg.temporal_window_size}
-        if wan is not None:
-            model = RefinerTransformer3DModel.from_wan(wan, **{"temporal_window_size": 7, **extra})
-        elif cfg.name:
-            model = RefinerTransformer3DModel.from_config_name(cfg.name, **{**cfg.config, **extra})
-        else:
-            model = RefinerTransformer3DModel(**{**cfg.config, **extra})
-    if cfg.gradient_checkpointing:
-        model.enable_gradient_checkpointing()
-    return model.train()
-
-
-def build_dataset(cfg: TrainConfig, sample_fn: Callable | None = None):
-    """The training dataset for ``cfg.data`` (``sample_fn`` overrides a procedural source)."""
-    d = cfg.data
-    if d.type == "latents":
-        return CachedLatentDataset(d.path, crop=d.latent_crop, seed=cfg.seed)
-    if d.type == "videos":
-        return VideoClipDataset(scan_videos(d.path, d.video_column, d.caption_column), d.num_frames, d.size,
-                                d.frame_stride, cfg.degrade.pixel, cfg.seed)
-    if sample_fn is None:
-        if d.type == "synthetic":
-            sample_fn = synthetic_sample
-        else:
-            sample_fn = load_callable(d.source)
-            if d.source_kwargs:
-                sample_fn = sample_fn(**d.source_kwargs)
-    return ProceduralDataset(sample_fn, d.num_samples, d.num_frames, d.size, cfg.degrade.pixel, cfg.seed)
-
-
-def sample_timesteps(n: int, cfg: TimestepConfig, generator: torch.Generator) -> torch.Tensor:
-    """``n`` values of t in (0, 1) from the configured density (then the flow shift)."""
-    if cfg.density == "uniform":
-        t = torch.rand(n, generator=generator)
-    else:
-        t = torch.sigmoid(cfg.mean + cfg.std * torch.randn(n, generator=generator))
-    if cfg.shift != 1.0:
-        t = cfg.shift * t / (1 + (cfg.shift - 1) * t)
-    return t
-
-
-def flow_mapping_loss(model, z_hr, z_lr, text, t) -> torch.Tensor:
-    """MSE between ``model(z_t, 1000 t, text)`` and ``z_lr - z_hr``; inputs ``[B, C, F, H, W]``, t ``[B]``."""
-    tt = t.view(-1, 1, 1, 1, 1).to(z_hr)
-    z_t = (1 - tt) * z_hr + tt * z_lr
-    pred = model(hidden_states=z_t, timestep=t.to(z_hr) * 1000, encoder_hidden_states=text, return_dict=False)[0]
-    return F.mse_loss(pred.float(), (z_lr - z_hr).float())
-
-
-@torch.no_grad()
-def refine(model, z_lr: torch.Tensor, text: torch.Tensor, num_steps: int = 10) -> torch.Tensor:
-    """Euler integration of ``dz/dt = v`` from t=1 (``z_lr``) to t=0; returns the refined latent."""
-    z = z_lr.clone()
-    ts = torch.linspace(1.0, 0.0, num_steps + 1)
-    for a, b in zip(ts[:-1], ts[1:]):
-        t = torch.full((z.shape[0],), float(a), device=z.device)
-        v = model(hidden_states=z, timestep=t * 1000, encoder_hidden_states=text, return_dict=False)[0]
-        z = z + (float(b) - float(a)) * v.to(z.dtype)
-    return z
-
-
-def _lr_lambda(warmup: int, total: int, schedule: str):
-    def f(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if schedule == "constant":
-            return 1.0
-        frac = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
-        return 0.5 * (1 + math.cos(math.pi * frac)) if schedule == "cosine" else 1.0 - frac
-    return f
 
 
 def _reset_accelerate_state_if(mixed_precision: str) -> None:
@@ -213,7 +113,7 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay, eps=o.eps)
         # Not passed to accelerator.prepare: its wrapper steps the schedule once per process.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(o.warmup_steps, cfg.total_steps, o.schedule))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(o.warmup_steps, cfg.total_steps, o.schedule))
         self._model_cls, self._model_config = type(model), model.config
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         # after prepare: under FSDP the EMA keeps fp32 copies of this rank's shards only
