@@ -27,7 +27,7 @@ def test_rows_carry_like_for_like_and_eager_ratios(tmp_path):
     assert c["surf_vs_eager_baseline"] == pytest.approx(20.0)  # 1000 / 50
     assert c["baseline_vs_eager"] == pytest.approx(1.25) and c["surf_vs_eager_surf"] == pytest.approx(2.0)
     table = accel_markdown(rows)
-    assert "**20.0x**" in table and ">= 20x: met" in table
+    assert "**20.0x**" in table and ">= 20x: met" in table and "| helped |" in table
     assert plot_accel(rows, tmp_path / "a.png").stat().st_size > 0
 
 

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-__all__ = ["accel_label", "accel_rows", "accel_markdown", "plot_accel", "main"]
+__all__ = ["accel_label", "accel_rows", "effect", "accel_markdown", "plot_accel", "main"]
 
 #: issue 12's targets: SURF stacked with the best accelerations against the eager baseline
 STACK_TARGETS = {"720p": 20.0, "1080p": 60.0}
@@ -62,10 +62,18 @@ def accel_rows(folder: str | Path, model: str = "wan14b") -> list[dict]:
     return sorted(rows, key=lambda r: (r["target"], r["label"] != "eager", -r["surf_vs_eager_baseline"]))
 
 
+def effect(row: dict, tol: float = 0.03) -> str:
+    """'helped' / 'hurt' / 'no effect' (within ``tol``) of a row's accelerations on SURF's seconds."""
+    if row["label"] == "eager":
+        return "-"
+    x = row["surf_vs_eager_surf"]
+    return "helped" if x > 1 + tol else "hurt" if x < 1 - tol else "no effect"
+
+
 def accel_markdown(rows: list[dict]) -> str:
     head = ("| target | accelerations | baseline (s) | baseline vs eager | SURF (s) | stage 1 / 2 / refine (s) "
-            "| SURF vs same-accel baseline | SURF vs eager SURF | **SURF vs eager baseline** | issue 12 target (best row) |")
-    lines = [head, "|" + "---|" * 10]
+            "| SURF vs same-accel baseline | SURF vs eager SURF | **SURF vs eager baseline** | on SURF | issue 12 target (best row) |")
+    lines = [head, "|" + "---|" * 11]
     best = {}
     for r in rows:
         if r["label"] != "eager" and r["surf_vs_eager_baseline"] > best.get(r["target"], (0, None))[0]:
@@ -77,7 +85,7 @@ def accel_markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {r['target']} | {r['label']} | {r['baseline_s']:,.0f} | {r['baseline_vs_eager']:.2f}x | {r['surf_s']:.1f} "
             f"| {r['stage1_s']:.1f} / {r['stage2_s']:.1f} / {r['refine_s']:.1f} | {r['like_for_like']:.2f}x "
-            f"| {r['surf_vs_eager_surf']:.2f}x | **{r['surf_vs_eager_baseline']:.1f}x** | {verdict} |"
+            f"| {r['surf_vs_eager_surf']:.2f}x | **{r['surf_vs_eager_baseline']:.1f}x** | {effect(r)} | {verdict} |"
         )
     return "\n".join(lines)
 
