@@ -12,13 +12,13 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 SHIP=src/surf_video/assets/surf-mini/vae
 C="--set data_cache=/tmp/clipcache --set lr_decay_frac=0.3"
 # name | resume? | recipe overrides
-RUNS=(
-  "a_resume_clips|$SHIP|--set image_fraction=0"
-  "b_resume_mixed|$SHIP|--set image_fraction=0.6 --set image_batch_size=256"
-  "c_scratch_mixed|-|--set image_fraction=0.6 --set image_batch_size=256"
-  "d_scratch_mixed_lr3|-|--set image_fraction=0.6 --set image_batch_size=256 --set lr=3e-4 --set warmup_steps=1000"
-  "e_resume_mixed_lr3|$SHIP|--set image_fraction=0.6 --set image_batch_size=256 --set lr=3e-4 --set warmup_steps=500"
-  "f_scratch_mixed_crop128|-|--set image_fraction=0.6 --set image_batch_size=128 --set batch_size=16 --set crop=128 --set lr=2e-4 --set warmup_steps=500"
+RUNS=(  # the 2026-11-25 sweep ran lr 1.5e-4 to 3e-4, all above the collapse edge (vae_probe overfit); these sit below it
+  "a_clips_lr6e-5|-|--set image_fraction=0"
+  "b_mixed_lr6e-5|-|--set image_fraction=0.6 --set image_batch_size=256"
+  "c_mixed_lr1e-4|-|--set image_fraction=0.6 --set image_batch_size=256 --set lr=1e-4"
+  "d_mixed_lr3e-5|-|--set image_fraction=0.6 --set image_batch_size=256 --set lr=3e-5"
+  "e_mostly_images_lr6e-5|-|--set image_fraction=0.85 --set image_batch_size=256"
+  "f_mixed_crop128_lr6e-5|-|--set image_fraction=0.6 --set image_batch_size=128 --set batch_size=16 --set crop=128"
 )
 # render the data once (the runs then load it from the cache)
 python3 -c "

@@ -10,6 +10,9 @@ training only the decoder on the outputs of the frozen random encoder. ``--crop 
 (default 16); ``--warmup N`` ramps the learning rate linearly over the first N steps (default 0).
 ``python -m surf_video.mini.vae_probe per-frame VAE_DIR`` prints a saved VAE's PSNR per frame on 8 held-out
 17-frame clips at 128 px.
+``python -m surf_video.mini.vae_probe overfit STEPS LR [LR ...]`` trains a fresh VAE on just two 64 px world
+frames per learning rate and prints the PSNR of their reconstruction and of decoding zeros: a VAE that cannot
+memorise two images is collapsed (found 2026-11-25: lr 1.5e-4 and above collapse, 1e-4 and below do not).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from .build import build_vae
 from .data import render_clips
 from .train_vae import _batch, psnr
 
-__all__ = ["probe", "per_frame_psnr", "main"]
+__all__ = ["probe", "per_frame_psnr", "overfit", "main"]
 
 
 MODES = ("old", "new", "pure", "zero-mid", "frozen-encoder")
@@ -86,6 +89,34 @@ def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1, crop: int =
         }  # fmt: skip
 
 
+def overfit(steps: int, lr: float, size: int = 64, threads: int = 2, warmup: int = 100) -> dict:
+    """Memorise two world frames (scenes 7 and 8 at ``size`` px) with a fresh VAE; PSNR of mu and of zeros."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    _, r = render_clips(range(7, 9), (size,), workers=1, progress=False)
+    x = torch.from_numpy(r[size][:, :1]).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)  # [2, 3, 1, S, S]
+    vae = build_vae().train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
+    t0, log = time.time(), []
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / warmup)
+        rec = vae.decode(vae.encode(x).latent_dist.mean).sample
+        loss = F.l1_loss(rec, x) + 0.05 * F.mse_loss(rec, x)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        log.append(loss.item())
+    vae.eval()
+    with torch.no_grad():
+        mu = vae.encode(x).latent_dist.mean
+        return {"steps": steps, "lr": lr, "warmup": warmup, "size": size, "final_loss": log[-1],
+                "psnr_decode_mu": psnr(vae.decode(mu).sample, x),
+                "psnr_decode_zeros": psnr(vae.decode(torch.zeros_like(mu)).sample, x),
+                "minutes": (time.time() - t0) / 60}  # fmt: skip
+
+
 @torch.no_grad()
 def per_frame_psnr(vae_dir: str, clips: int = 8, size: int = 128) -> list[float]:
     """PSNR (dB) per frame of a saved VAE's reconstructions of held-out 17-frame world clips."""
@@ -105,6 +136,10 @@ def per_frame_psnr(vae_dir: str, clips: int = 8, size: int = 128) -> list[float]
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["overfit"]:  # python -m surf_video.mini.vae_probe overfit STEPS LR [LR ...]
+        for lr in argv[2:]:
+            print(json.dumps(overfit(int(argv[1]), float(lr))), flush=True)
+        return 0
     if argv[:1] == ["per-frame"]:  # python -m surf_video.mini.vae_probe per-frame VAE_DIR
         print(json.dumps({"vae": argv[1], "psnr_per_frame": [round(v, 2) for v in per_frame_psnr(argv[1])]}))
         return 0
