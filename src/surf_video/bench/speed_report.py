@@ -43,11 +43,10 @@ def _pct(x) -> str:
 
 
 def _label(res: dict) -> str:
-    c = res["config"]
-    extras = [k for k in ("compile", "batch_cfg") if c.get(k)]
-    if c.get("attention_backend"):
-        extras.append(f"attn={c['attention_backend']}")
-    return res["model"] + (f" ({', '.join(extras)})" if extras else "")
+    from .speed_accel_report import accel_label  # one naming of acceleration sets (quantize included)
+
+    extras = accel_label(res["config"])
+    return res["model"] + ("" if extras == "eager" else f" ({extras})")
 
 
 def _base_tables(items: list[tuple[Path, dict]]) -> list[str]:

@@ -192,22 +192,18 @@ def recon_adherence(vae, n: int = 32, size: int = OPTIMAL_SIZE) -> dict:
     Returns:
         ``{"n", "all_correct", "color", "count", "shape", "motion"}`` as fractions of the ``n`` scenes.
     """
-    from surf_video.world import evaluate_video
+    from .train_base import adherence  # the base's own scoring (train_base imports this module)
 
     dev = next(vae.parameters()).device
     caps, r = render_clips(range(EVAL_SEED_BASE, EVAL_SEED_BASE + n), (size,), progress=False)
-    keys = ("all_correct", "color", "count", "shape", "motion")
-    scores = {k: 0 for k in keys}
+    vids = []
     for i in range(0, n, 8):
         x = _to_float(torch.from_numpy(r[size][i : i + 8]).to(dev))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             rec = vae.decode(vae.encode(x).latent_dist.mean).sample
-        vids = ((rec.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy()
-        for v, cap in zip(vids, caps[i : i + 8]):
-            res = evaluate_video(v, cap)
-            for k in keys:
-                scores[k] += bool(res[k])
-    return {"n": n, **{k: scores[k] / n for k in keys}}
+        vids.append(((rec.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu().numpy())
+    res = adherence(np.concatenate(vids), caps)
+    return {k: res[k] for k in ("n", "all_correct", "color", "count", "shape", "motion")}
 
 
 @torch.no_grad()
