@@ -12,12 +12,12 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 SHIP=src/surf_video/assets/surf-mini/vae
 C="--set data_cache=/tmp/clipcache --set lr_decay_frac=0.3"
 # name | resume? | recipe overrides
-RUNS=(  # the first sweep (2026-11-25) ran lr 1.5e-4 to 3e-4, all above the collapse edge (vae_probe overfit); these sit
-        # below it. Two runs per GPU: the second sweep's three per GPU made only ~930 steps each in 6.5 min
-  "a_clips_lr6e-5|-|--set image_fraction=0"
-  "b_mixed_lr6e-5|-|--set image_fraction=0.6 --set image_batch_size=256"
-  "c_mixed_lr1e-4|-|--set image_fraction=0.6 --set image_batch_size=256 --set lr=1e-4"
-  "d_clips_lr1e-4|-|--set image_fraction=0 --set lr=1e-4"
+RUNS=(  # sweeps 1-2 (2026-11-25) used L1 + 0.05 MSE: every run drew backgrounds only. L1 + MSE fixes that
+        # (vae_probe overfit --mse-weight 1: 36.4 dB at lr 3e-4 against 19.4), so these run L1 + MSE. Two per GPU.
+  "a_mixed_lr3e-4|-|--set image_fraction=0.6 --set image_batch_size=256"
+  "b_mixed_lr2e-4|-|--set image_fraction=0.6 --set image_batch_size=256 --set lr=2e-4"
+  "c_clips_lr3e-4|-|--set image_fraction=0"
+  "d_mixed_lr3e-4_mse4|-|--set image_fraction=0.6 --set image_batch_size=256 --set mse_weight=4"
 )
 # render the data once (the runs then load it from the cache)
 python3 -c "

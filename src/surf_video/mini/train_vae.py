@@ -135,7 +135,7 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
             rec = vae.decode(z).sample
         rec_loss = F.l1_loss(rec.float(), x)
         kl = (mu.float() ** 2).mean()
-        loss = rec_loss + 0.05 * F.mse_loss(rec.float(), x) + recipe.kl_weight * kl
+        loss = rec_loss + recipe.mse_weight * F.mse_loss(rec.float(), x) + recipe.kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

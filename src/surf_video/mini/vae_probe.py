@@ -12,7 +12,8 @@ training only the decoder on the outputs of the frozen random encoder. ``--crop 
 17-frame clips at 128 px.
 ``python -m surf_video.mini.vae_probe overfit STEPS LR [LR ...]`` trains a fresh VAE on just two 64 px world
 frames per learning rate and prints the PSNR of their reconstruction and of decoding zeros: a VAE that cannot
-memorise two images is collapsed (found 2026-11-25: lr 1.5e-4 and above collapse, 1e-4 and below do not).
+memorise two images is collapsed (found 2026-11-25: with L1 + 0.05 MSE, lr 1.5e-4 and above draw backgrounds only;
+``--mse-weight 1`` (L1 + MSE, the recipe since) memorises both frames at 3e-4).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def probe(mode: str, steps: int, lr: float = 1e-3, threads: int = 1, crop: int =
         }  # fmt: skip
 
 
-def overfit(steps: int, lr: float, size: int = 64, threads: int = 2, warmup: int = 100) -> dict:
+def overfit(steps: int, lr: float, size: int = 64, threads: int = 2, warmup: int = 100, mse_weight: float = 0.05) -> dict:
     """Memorise two world frames (scenes 7 and 8 at ``size`` px) with a fresh VAE; PSNR of mu and of zeros."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -102,7 +103,7 @@ def overfit(steps: int, lr: float, size: int = 64, threads: int = 2, warmup: int
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / warmup)
         rec = vae.decode(vae.encode(x).latent_dist.mean).sample
-        loss = F.l1_loss(rec, x) + 0.05 * F.mse_loss(rec, x)
+        loss = F.l1_loss(rec, x) + mse_weight * F.mse_loss(rec, x)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -111,7 +112,7 @@ def overfit(steps: int, lr: float, size: int = 64, threads: int = 2, warmup: int
     vae.eval()
     with torch.no_grad():
         mu = vae.encode(x).latent_dist.mean
-        return {"steps": steps, "lr": lr, "warmup": warmup, "size": size, "final_loss": log[-1],
+        return {"steps": steps, "lr": lr, "mse_weight": mse_weight, "warmup": warmup, "size": size, "final_loss": log[-1],
                 "psnr_decode_mu": psnr(vae.decode(mu).sample, x),
                 "psnr_decode_zeros": psnr(vae.decode(torch.zeros_like(mu)).sample, x),
                 "minutes": (time.time() - t0) / 60}  # fmt: skip
@@ -136,9 +137,14 @@ def per_frame_psnr(vae_dir: str, clips: int = 8, size: int = 128) -> list[float]
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["overfit"]:  # python -m surf_video.mini.vae_probe overfit STEPS LR [LR ...]
+    if argv[:1] == ["overfit"]:  # python -m surf_video.mini.vae_probe overfit STEPS LR [LR ...] [--mse-weight W]
+        w = 0.05
+        if "--mse-weight" in argv:
+            i = argv.index("--mse-weight")
+            w = float(argv[i + 1])
+            del argv[i : i + 2]
         for lr in argv[2:]:
-            print(json.dumps(overfit(int(argv[1]), float(lr))), flush=True)
+            print(json.dumps(overfit(int(argv[1]), float(lr), mse_weight=w)), flush=True)
         return 0
     if argv[:1] == ["per-frame"]:  # python -m surf_video.mini.vae_probe per-frame VAE_DIR
         print(json.dumps({"vae": argv[1], "psnr_per_frame": [round(v, 2) for v in per_frame_psnr(argv[1])]}))
