@@ -4,7 +4,7 @@
 #   STAGE=vae: the VAE alone (comes back as vae.tar.*; put the parts in .mini_ckpt/ for stage 1, or for
 #              another `vae` command, which then continues that VAE: chain commands until the evaluator ceiling
 #              (evaluator_on_reconstructions in vae.json) is high enough to train a base);
-#   STAGE=1: VAE (or the one in .mini_ckpt/vae.tar.* if there), then base;
+#   STAGE=1: VAE (or the one in .mini_ckpt/vae.tar.* if there), then base (and a refiner when REF_TIMEOUT=seconds is set);
 #   STAGE=2: base resumed from .mini_ckpt/pipe, then refiner;
 #   STAGE=all: VAE, base and refiner in one command.
 # Weights come back as fp16 tar parts (<= 15 MB each) under OUTDIR.
@@ -36,6 +36,9 @@ elif [ "$STAGE" = 1 ]; then
     $SURF vae --config configs/mini/vae.yaml --out $W/vae --metrics $OUT/vae.json ${VAE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
   fi
   $SURF base --config configs/mini/base.yaml --vae $W/vae --out $W/pipe --metrics $OUT/base.json ${BASE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  if [ -n "${REF_TIMEOUT:-}" ]; then  # also a first refiner, killed after REF_TIMEOUT s so that the base still comes back
+    timeout $REF_TIMEOUT $SURF refiner --config configs/mini/refiner.yaml --pipe $W/pipe --out $W/pipe/refiner --metrics $OUT/refiner.json ${REF_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  fi
   PACK="pipe"
 elif [ "$STAGE" = all ]; then
   $SURF vae --config configs/mini/vae.yaml --out $W/vae --metrics $OUT/vae.json ${VAE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
