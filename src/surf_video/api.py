@@ -72,7 +72,7 @@ def load_pipeline(base: str = "surf-mini", refiner: str | None = "auto", device:
         if refiner == "auto" and has_surf_mini_refiner():
             ref = load_surf_mini_refiner(device=device, dtype=dt or torch.float32)
         elif refiner == "auto":
-            logger.warning("SURF-Mini ships no refiner yet (see its model card): writing the preview only")
+            logger.warning("this SURF-Mini folder has no refiner (see its model card): writing the preview only")
     elif base in ("tiny-wan", "tiny-hunyuan"):
         from .pipelines.tiny import tiny_hunyuan_pipeline, tiny_wan_pipeline
 

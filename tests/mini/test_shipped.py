@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from surf_video.mini.config import MAX_SEQUENCE_LENGTH, NUM_FRAMES, SUPPORTED_SIZES
-from surf_video.mini.loading import SURF_MINI_PATH, has_surf_mini, load_surf_mini, load_surf_mini_refiner
+from surf_video.mini.loading import (
+    SURF_MINI_PATH,
+    has_surf_mini,
+    has_surf_mini_refiner,
+    load_surf_mini,
+    load_surf_mini_refiner,
+)
 
 pytestmark = pytest.mark.skipif(not has_surf_mini(), reason="SURF-Mini weights not present")
 
@@ -88,3 +94,19 @@ def test_vae_per_frame_psnr_probe_reads_the_shipped_vae():
 
     vals = per_frame_psnr(str(SURF_MINI_PATH / "vae"), clips=2, size=64)
     assert len(vals) == NUM_FRAMES and all(10.0 < v < 60.0 for v in vals)
+
+
+@pytest.mark.skipif(not has_surf_mini_refiner(), reason="no shipped SURF-Mini refiner")
+def test_shipped_refiner_maps_a_preview_latent_to_both_targets(pipe):
+    from surf_video.mini.config import PREVIEW_SIZE, TARGET_SIZES
+    from surf_video.mini.train_refiner import refine_latents
+
+    refiner = load_surf_mini_refiner()
+    gen = torch.Generator().manual_seed(0)
+    z_small = torch.randn(1, pipe.vae.config.z_dim, 2, PREVIEW_SIZE // 8, PREVIEW_SIZE // 8, generator=gen)
+    emb = pipe.encode_prompt(PROMPT, do_classifier_free_guidance=False, max_sequence_length=MAX_SEQUENCE_LENGTH)[0]
+    for size in TARGET_SIZES:
+        a = refine_latents(refiner, z_small, (size // 8, size // 8), emb, steps=2)
+        b = refine_latents(refiner, z_small, (size // 8, size // 8), emb, steps=2)
+        assert a.shape == (1, pipe.vae.config.z_dim, 2, size // 8, size // 8)
+        assert torch.isfinite(a).all() and torch.equal(a, b)

@@ -39,7 +39,7 @@ def has_surf_mini(path: str | os.PathLike | None = None) -> bool:
 
 
 def has_surf_mini_refiner(path: str | os.PathLike | None = None) -> bool:
-    """True when ``<path>/refiner`` holds refiner weights (SURF-Mini v1 ships none)."""
+    """True when ``<path>/refiner`` holds refiner weights (shipped since SURF-Mini v2; v1 had none)."""
     w = surf_mini_path(path) / "refiner" / "diffusion_pytorch_model.safetensors"
     return w.is_file() and w.stat().st_size > 1024
 
@@ -93,8 +93,8 @@ def load_surf_mini_refiner(path: str | os.PathLike | None = None, device: str | 
     p = surf_mini_path(path) / "refiner"
     if not (p / "config.json").is_file():
         raise FileNotFoundError(
-            f"no SURF-Mini refiner at {p} (config.json missing); SURF-Mini v1 ships none: its GPU run ended "
-            "before the refiner trained (see assets/surf-mini/README.md); train one with `surf mini train refiner`"
+            f"no SURF-Mini refiner at {p} (config.json missing); train one with `surf mini train refiner` "
+            "(see assets/surf-mini/README.md)"
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)

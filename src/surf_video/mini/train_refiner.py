@@ -30,7 +30,9 @@ from .recipe import RefinerRecipe, atomic_save_dir
 from .train_base import text_embeddings
 from .train_vae import encode_latents
 
-__all__ = ["train_refiner", "refine_latents", "ssim", "vsr_eval", "decode_latents"]
+__all__ = ["train_refiner", "refine_latents", "ssim", "vsr_eval", "decode_latents", "VSR_SEED_BASE"]
+
+VSR_SEED_BASE = 6_000_000  # world seeds of the held-out super-resolution clips (training uses 0..num_clips)
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -88,7 +90,10 @@ def vsr_eval(refiner, vae, text_encoder, tokenizer, seeds, steps: int = 10) -> d
     """Refiner as video super-resolution on held-out clips, against bicubic upsampling of the LR render.
 
     LR = the 64 px render, encoded by the VAE; the refiner output is decoded and compared with the HR
-    render (PSNR in dB, SSIM), as is the bicubic upsampling of the 64 px render.
+    render (PSNR in dB, SSIM), as is the bicubic upsampling of the 64 px render. Two more rows say
+    where the refiner stands in latent space: ``latent_upsample`` decodes its input (the upsampled LR
+    latent, what it starts from) and ``vae_roundtrip`` decodes the encoded HR render itself, the
+    ceiling of any method that ends in this VAE's decoder.
     """
     dev = next(refiner.parameters()).device
     seeds = list(seeds)
@@ -102,17 +107,19 @@ def vsr_eval(refiner, vae, text_encoder, tokenizer, seeds, steps: int = 10) -> d
         hr = _to01(torch.from_numpy(vids[size])).to(dev)
         lr = _to01(lr_u8).to(dev)
         bic = F.interpolate(lr, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
-        out = []
+        z_hr = encode_latents(vae, torch.from_numpy(vids[size]).to(dev)).to(dev)
+        out, up, rt = [], [], []
         for i in range(0, len(seeds), 8):
             z = refine_latents(refiner, z_small[i : i + 8], (size // 8, size // 8), emb[i : i + 8], steps)
             out.append(decode_latents(vae, z).permute(0, 2, 1, 3, 4).flatten(0, 1))
-        ref = torch.cat(out)
-        res[str(size)] = {
-            "refiner_psnr": _psnr01(ref, hr),
-            "refiner_ssim": ssim(ref, hr),
-            "bicubic_psnr": _psnr01(bic, hr),
-            "bicubic_ssim": ssim(bic, hr),
-        }
+            z_up = upsample_latent(z_small[i : i + 8].float(), (size // 8, size // 8))
+            up.append(decode_latents(vae, z_up).permute(0, 2, 1, 3, 4).flatten(0, 1))
+            rt.append(decode_latents(vae, z_hr[i : i + 8]).permute(0, 2, 1, 3, 4).flatten(0, 1))
+        row = {}
+        for name, v in (("refiner", torch.cat(out)), ("bicubic", bic), ("latent_upsample", torch.cat(up)),
+                        ("vae_roundtrip", torch.cat(rt))):  # fmt: skip
+            row[f"{name}_psnr"], row[f"{name}_ssim"] = _psnr01(v, hr), ssim(v, hr)
+        res[str(size)] = row
     return res
 
 
@@ -195,6 +202,6 @@ def train_refiner(recipe: RefinerRecipe, pipe_dir: str | Path, out_dir: str | Pa
     }
     atomic_save_dir(out_dir, lambda d: ema.save_pretrained(d, safe_serialization=True))
     if eval_clips:
-        metrics["vsr"] = vsr_eval(ema, vae, te, tokenizer, range(6_000_000, 6_000_000 + eval_clips))
+        metrics["vsr"] = vsr_eval(ema, vae, te, tokenizer, range(VSR_SEED_BASE, VSR_SEED_BASE + eval_clips))
         print("vsr", metrics["vsr"], flush=True)
     return metrics
