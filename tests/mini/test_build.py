@@ -93,7 +93,8 @@ def test_cli_registers_mini_train_and_eval():
     a = p.parse_args(["mini", "train", "base", "--vae", "v", "--out", "o", "--max-minutes", "1.5"])
     assert a.part == "base" and a.max_minutes == 1.5 and a.vae == "v"
     a = p.parse_args(["mini", "eval", "--prompts", "3"])
-    assert a.prompts == 3 and a.size == 128
+    assert a.prompts == 3 and a.size == 128 and a.vsr == 0
+    assert p.parse_args(["mini", "eval", "--vsr", "4"]).vsr == 4
     with pytest.raises(SystemExit):
         p.parse_args(["mini", "train", "unet", "--out", "o"])
 
@@ -103,6 +104,13 @@ def test_cli_train_base_without_vae_is_a_clear_error(capsys):
 
     assert main(["mini", "train", "base", "--out", "o"]) == 2
     assert "--vae is required" in capsys.readouterr().err
+
+
+def test_cli_eval_vsr_rejects_a_negative_count(capsys):
+    from surf_video.cli.main import main
+
+    assert main(["mini", "eval", "--vsr", "-1"]) == 2
+    assert "--vsr must be >= 0" in capsys.readouterr().err
 
 
 def test_recipe_override_of_unknown_field_names_the_allowed_ones():

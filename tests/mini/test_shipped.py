@@ -70,23 +70,15 @@ def test_bad_dtype_and_missing_folder_raise(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="SURF-Mini v1 is undertrained (VAE 17.3 dB, 0/100 prompts); see the model card")
-def test_base_follows_simple_prompts_per_world_evaluator(pipe):
-    from surf_video.world import evaluate_video
+def test_base_follows_prompts_per_world_evaluator(pipe):
+    """v2 follows 35 of the 100 fixed evaluation prompts (model card); v0 and v1 followed none."""
+    from surf_video.mini.data import EVAL_SEED_BASE, eval_captions
+    from surf_video.mini.train_base import adherence, generate_eval
 
-    prompts = [
-        "a big red circle moving right on a plain gray background",
-        "a big yellow square moving left on a plain blue background",
-        "a big white star moving up on a plain green background",
-        "a big cyan circle moving down on a plain purple background",
-    ]
-    ok = 0
-    for i, p in enumerate(prompts):
-        v = pipe(p, height=128, width=128, num_frames=NUM_FRAMES, num_inference_steps=40, guidance_scale=5.0,
-                 generator=torch.Generator().manual_seed(i), output_type="np",
-                 max_sequence_length=MAX_SEQUENCE_LENGTH).frames[0]  # fmt: skip
-        ok += bool(evaluate_video((v * 255).round().astype(np.uint8), p)["all_correct"])
-    assert ok >= 3
+    caps = eval_captions(10)
+    vids = generate_eval(pipe, caps, 128, [EVAL_SEED_BASE + i for i in range(len(caps))], batch=5)
+    res = adherence(vids, caps)
+    assert res["all_correct"] >= 0.2 and res["color"] >= 0.5, res
 
 
 def test_vae_per_frame_psnr_probe_reads_the_shipped_vae():
@@ -110,3 +102,16 @@ def test_shipped_refiner_maps_a_preview_latent_to_both_targets(pipe):
         b = refine_latents(refiner, z_small, (size // 8, size // 8), emb, steps=2)
         assert a.shape == (1, pipe.vae.config.z_dim, 2, size // 8, size // 8)
         assert torch.isfinite(a).all() and torch.equal(a, b)
+
+
+@pytest.mark.skipif(not has_surf_mini_refiner(), reason="no shipped SURF-Mini refiner")
+def test_vsr_eval_reports_refiner_bicubic_and_the_latent_rows(pipe):
+    from surf_video.mini.config import TARGET_SIZES
+    from surf_video.mini.train_refiner import VSR_SEED_BASE, vsr_eval
+
+    res = vsr_eval(load_surf_mini_refiner(), pipe.vae, pipe.text_encoder, pipe.tokenizer, [VSR_SEED_BASE], steps=1)
+    assert res["n_clips"] == 1
+    for size in TARGET_SIZES:
+        row = res[str(size)]
+        for name in ("refiner", "bicubic", "latent_upsample", "vae_roundtrip"):
+            assert 5.0 < row[f"{name}_psnr"] < 80.0 and 0.0 < row[f"{name}_ssim"] <= 1.0, (size, name, row)
