@@ -1,5 +1,7 @@
 """SURF-Mini building blocks: tokenizer, recipes, random-weight pipeline, fp16 export."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -152,10 +154,14 @@ def test_train_vae_mixes_image_and_clip_steps_and_scores_reconstructions(tmp_pat
         train_vae(load_recipe("vae", image_fraction=1.5), tmp_path / "bad", device="cpu")
 
 
-def test_vae_overfit_probe_reports_both_psnrs():
+def test_vae_overfit_probe_reports_both_psnrs(capsys):
     from surf_video.mini.vae_probe import main, overfit
 
     r = overfit(steps=2, lr=1e-4, size=32, threads=1)
     assert r["steps"] == 2 and r["lr"] == 1e-4
     assert 0 < r["psnr_decode_zeros"] < 60 and 0 < r["psnr_decode_mu"] < 60
     assert main(["overfit", "1", "1e-4"]) == 0
+    assert json.loads(capsys.readouterr().out)["mse_weight"] == 0.05
+    assert main(["overfit", "1", "--mse-weight", "1", "1e-4"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["mse_weight"] == 1.0 and r["lr"] == 1e-4

@@ -112,27 +112,23 @@ def _eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--vsr must be >= 0 (number of held-out clips), got {args.vsr}")
     pipe = load_surf_mini(args.model, device=args.device, dtype=torch.float32)
     if args.vsr:
-        return _eval_vsr(args, pipe)
-    caps = eval_captions(args.prompts)
-    vids = generate_eval(pipe, caps, args.size, [EVAL_SEED_BASE + i for i in range(len(caps))], steps=args.steps,
-                         guidance=args.guidance, batch=10)  # fmt: skip
-    res = {"image_size": args.size, "steps": args.steps, "guidance": args.guidance, "prompts": len(caps),
-           "first_seed": EVAL_SEED_BASE, "adherence": adherence(vids, caps)}  # fmt: skip
+        res = _eval_vsr(args, pipe)
+    else:
+        caps = eval_captions(args.prompts)
+        vids = generate_eval(pipe, caps, args.size, [EVAL_SEED_BASE + i for i in range(len(caps))], steps=args.steps,
+                             guidance=args.guidance, batch=10)  # fmt: skip
+        res = {"image_size": args.size, "steps": args.steps, "guidance": args.guidance, "prompts": len(caps),
+               "first_seed": EVAL_SEED_BASE, "adherence": adherence(vids, caps)}  # fmt: skip
     if args.out:
         write_json(args.out, res)
     print(json.dumps(res, indent=1))
     return 0
 
 
-def _eval_vsr(args, pipe) -> int:
+def _eval_vsr(args, pipe) -> dict:
     from surf_video.mini.loading import load_surf_mini_refiner
-    from surf_video.mini.recipe import write_json
     from surf_video.mini.train_refiner import VSR_SEED_BASE, vsr_eval
 
     refiner = load_surf_mini_refiner(args.model, device=args.device)
-    res = vsr_eval(refiner, pipe.vae, pipe.text_encoder, pipe.tokenizer, range(VSR_SEED_BASE, VSR_SEED_BASE + args.vsr),
-                   steps=10)  # fmt: skip
-    if args.out:
-        write_json(args.out, res)
-    print(json.dumps(res, indent=1))
-    return 0
+    return vsr_eval(refiner, pipe.vae, pipe.text_encoder, pipe.tokenizer, range(VSR_SEED_BASE, VSR_SEED_BASE + args.vsr),
+                    steps=10)  # fmt: skip

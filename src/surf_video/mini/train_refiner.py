@@ -108,13 +108,16 @@ def vsr_eval(refiner, vae, text_encoder, tokenizer, seeds, steps: int = 10) -> d
         lr = _to01(lr_u8).to(dev)
         bic = F.interpolate(lr, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
         z_hr = encode_latents(vae, torch.from_numpy(vids[size]).to(dev)).to(dev)
+        lat = (size // 8, size // 8)
+
+        def frames(z):  # decoded latents as [N*T, 3, H, W] in [0, 1], like _to01
+            return decode_latents(vae, z).permute(0, 2, 1, 3, 4).flatten(0, 1)
+
         out, up, rt = [], [], []
         for i in range(0, len(seeds), 8):
-            z = refine_latents(refiner, z_small[i : i + 8], (size // 8, size // 8), emb[i : i + 8], steps)
-            out.append(decode_latents(vae, z).permute(0, 2, 1, 3, 4).flatten(0, 1))
-            z_up = upsample_latent(z_small[i : i + 8].float(), (size // 8, size // 8))
-            up.append(decode_latents(vae, z_up).permute(0, 2, 1, 3, 4).flatten(0, 1))
-            rt.append(decode_latents(vae, z_hr[i : i + 8]).permute(0, 2, 1, 3, 4).flatten(0, 1))
+            out.append(frames(refine_latents(refiner, z_small[i : i + 8], lat, emb[i : i + 8], steps)))
+            up.append(frames(upsample_latent(z_small[i : i + 8].float(), lat)))
+            rt.append(frames(z_hr[i : i + 8]))
         row = {}
         for name, v in (("refiner", torch.cat(out)), ("bicubic", bic), ("latent_upsample", torch.cat(up)),
                         ("vae_roundtrip", torch.cat(rt))):  # fmt: skip

@@ -135,26 +135,27 @@ def per_frame_psnr(vae_dir: str, clips: int = 8, size: int = 128) -> list[float]
     return [10 * math.log10(4.0 / max(m.item(), 1e-12)) for m in mse]
 
 
+def _pop_option(argv: list[str], name: str, cast, default):
+    """Remove ``--name VALUE`` from ``argv`` and return ``cast(VALUE)`` (``default`` when absent)."""
+    if f"--{name}" not in argv:
+        return default
+    i = argv.index(f"--{name}")
+    value = cast(argv[i + 1])
+    del argv[i : i + 2]
+    return value
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["overfit"]:  # python -m surf_video.mini.vae_probe overfit STEPS LR [LR ...] [--mse-weight W]
-        w = 0.05
-        if "--mse-weight" in argv:
-            i = argv.index("--mse-weight")
-            w = float(argv[i + 1])
-            del argv[i : i + 2]
+        w = _pop_option(argv, "mse-weight", float, 0.05)
         for lr in argv[2:]:
             print(json.dumps(overfit(int(argv[1]), float(lr), mse_weight=w)), flush=True)
         return 0
     if argv[:1] == ["per-frame"]:  # python -m surf_video.mini.vae_probe per-frame VAE_DIR
         print(json.dumps({"vae": argv[1], "psnr_per_frame": [round(v, 2) for v in per_frame_psnr(argv[1])]}))
         return 0
-    opts = {"crop": 16, "warmup": 0}
-    for name in opts:
-        if f"--{name}" in argv:
-            i = argv.index(f"--{name}")
-            opts[name] = int(argv[i + 1])
-            del argv[i : i + 2]
+    opts = {name: _pop_option(argv, name, int, default) for name, default in (("crop", 16), ("warmup", 0))}
     if len(argv) < 2:
         raise SystemExit(f"usage: python -m surf_video.mini.vae_probe {{{','.join(MODES)}}} STEPS [LR] [--crop N] [--warmup N]")
     print(json.dumps(probe(argv[0], int(argv[1]), float(argv[2]) if len(argv) > 2 else 1e-3, **opts)))
