@@ -29,7 +29,7 @@ class VAERecipe:
     # With an L1-dominated loss the VAE "collapses" to drawing backgrounds only above lr ~1e-4: L1's
     # gradient is a sign, so the few object pixels pull no harder than background ones and a decoder
     # that leaves the objects out is a stable minimum (vae_probe overfit: 19.4 dB at 3e-4). Weighting
-    # the squared error like the L1 removes it: the same probe reaches 36.4 dB at 3e-4 (1e-3 diverges).
+    # the squared error like the L1 removes it: the same probe reaches 36.4 dB at 3e-4 (1e-3 does not learn).
     lr: float = 3e-4
     mse_weight: float = 1.0  # loss = L1 + mse_weight * MSE (+ kl_weight * mean(mu^2)); v1 used 0.05
     warmup_steps: int = 300
