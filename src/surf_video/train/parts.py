@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from surf_video.core.flow_map import flow_map_interpolate, flow_map_velocity
 from surf_video.train.config import ModelConfig, TimestepConfig, TrainConfig
 from surf_video.train.data import ProceduralDataset, VideoClipDataset, load_callable, scan_videos, synthetic_sample
 from surf_video.train.latents import CachedLatentDataset
@@ -83,10 +84,9 @@ def sample_timesteps(n: int, cfg: TimestepConfig, generator: torch.Generator) ->
 
 def flow_mapping_loss(model, z_hr, z_lr, text, t) -> torch.Tensor:
     """MSE between ``model(z_t, 1000 t, text)`` and ``z_lr - z_hr``; inputs ``[B, C, F, H, W]``, t ``[B]``."""
-    tt = t.view(-1, 1, 1, 1, 1).to(z_hr)
-    z_t = (1 - tt) * z_hr + tt * z_lr
+    z_t = flow_map_interpolate(z_hr, z_lr, t)
     pred = model(hidden_states=z_t, timestep=t.to(z_hr) * 1000, encoder_hidden_states=text, return_dict=False)[0]
-    return F.mse_loss(pred.float(), (z_lr - z_hr).float())
+    return F.mse_loss(pred.float(), flow_map_velocity(z_hr, z_lr).float())
 
 
 @torch.no_grad()
