@@ -100,3 +100,20 @@ def test_compile_marks_blocks_and_removes(wan):
 def test_bad_options(surf, kwargs, match):
     with pytest.raises(ValueError, match=match):
         surf.enable_accelerations(**kwargs)
+
+
+@pytest.mark.parametrize("make", ["fbc", "taylorseer"])
+def test_cache_state_does_not_carry_across_calls(surf, make):
+    # a second call must not start from the first call's cached tensors (which end at the preview size):
+    # the pipeline resets the cache at the start of every call, as diffusers pipelines do at their end
+    from diffusers import FirstBlockCacheConfig
+
+    from surf_video.pipelines.accel import taylorseer_config
+
+    cfg = {
+        "fbc": lambda: FirstBlockCacheConfig(threshold=0.5),
+        "taylorseer": lambda: taylorseer_config(cache_interval=2, disable_cache_before_step=1),
+    }[make]()
+    surf.enable_accelerations(cache=cfg)
+    first, second = run(surf), run(surf)
+    assert torch.equal(first, second)

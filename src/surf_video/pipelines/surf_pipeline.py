@@ -261,7 +261,9 @@ class SURFPipeline:
         if latents is not None and z.shape[1] != a.latent_channels:
             raise ValueError(f"latents: {z.shape[1]} channels given, the transformer takes {a.latent_channels}")
 
-        # 4. Denoise stage by stage, switching resolution between stages.
+        # 4. Denoise stage by stage, switching resolution between stages. A diffusers cache's state is dropped
+        # first: the previous call left tensors of its last stage's size (diffusers pipelines drop it at the end).
+        a.reset_cache()
         z, info = self._denoise(
             z, plan, first, scheduler, base_sigmas, cond, generator, num_inference_steps, renoise=renoise,
             resize_mode=resize_mode, stage_shift=stage_shift, resume_schedule=resume_schedule, auto=auto,
@@ -270,6 +272,7 @@ class SURFPipeline:
             callback_inputs=callback_on_step_end_tensor_inputs, timer=timer, timings=timings,
             prompt_embeds=cond.tensors["encoder_hidden_states"],
         )
+        a.reset_cache()  # free the cached tensors (as diffusers' maybe_free_model_hooks does)
         preview = z
         out_latents = z
         evals = info["evals"]
