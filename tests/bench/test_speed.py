@@ -183,3 +183,39 @@ def test_gpu_rows_script_only_uses_valid_arguments():
         assert args.model in ("wan14b", "wan1.3b") and args.target
         if args.attention_backend:
             assert args.attention_backend in available_backends()
+
+
+def test_cache_row_runs_every_surf_step_and_times_the_eager_baseline(tmp_path):
+    # --cache: SURF's base stages run every step (a cache's skips depend on the step) after a warm-up call,
+    # so nothing is extrapolated there; --eager-baseline times the unaccelerated baseline in the same run
+    assert _run_cli(tmp_path, "--model", "wan-tiny", "--target-size", "64x96", "--base-size", "64x96",
+                    "--preview-size", "32x48", "--num-frames", "5", "--steps", "6", "--surf-steps", "8",
+                    "--switch-step", "3", "--refine-steps", "2", "--cache", "taylorseer:2:1",
+                    "--eager-baseline") == 0
+    run = json.loads((tmp_path / "r.json").read_text())["runs"][0]
+    s1, s2 = run["surf"]["stage1"], run["surf"]["stage2"]
+    assert (s1["forwards"], s2["forwards"]) == (6, 10) and not s1["extrapolated"] and not s2["extrapolated"]
+    assert len(s1["forward_times"]) == 6 and len(s2["forward_times"]) == 10
+    assert s1["seconds"] == pytest.approx(run["pipeline_timings"]["surf_call"]["stage0"])
+    assert run["cache"] == "taylorseer:2:1" and run["baseline"]["extrapolated"]
+    eager = run["baseline_eager"]
+    assert eager["forwards"] == 12 and run["speedup_vs_eager"] == pytest.approx(eager["seconds"] / run["surf_seconds"])
+
+
+@pytest.mark.parametrize("spec, match", [("compile", "--cache: one of"), ("taylorseer:0", "INTERVAL >= 1"),
+                                         ("lru", "unknown 'lru'")])
+def test_cache_spec_errors_name_the_option(tmp_path, capsys, spec, match):
+    assert _run_cli(tmp_path, "--model", "wan-tiny", "--cache", spec) != 0
+    err = capsys.readouterr().err
+    assert "--cache:" in err and match in err
+
+
+def test_no_accel_baseline_compares_with_the_eager_one(tmp_path, capsys):
+    args = ("--model", "wan-tiny", "--target-size", "64x96", "--base-size", "64x96", "--preview-size", "32x48",
+            "--num-frames", "5", "--steps", "6", "--surf-steps", "8", "--switch-step", "3", "--refine-steps", "2")
+    assert _run_cli(tmp_path, *args, "--cache", "taylorseer:2:1", "--eager-baseline", "--no-accel-baseline") == 0
+    run = json.loads((tmp_path / "r.json").read_text())["runs"][0]
+    assert run["baseline"]["accelerations"] == "none (eager)"
+    assert run["speedup"] == pytest.approx(run["speedup_vs_eager"])
+    assert _run_cli(tmp_path, *args, "--no-accel-baseline") != 0
+    assert "--no-accel-baseline needs --eager-baseline" in capsys.readouterr().err

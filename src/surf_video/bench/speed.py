@@ -62,6 +62,9 @@ class SpeedConfig:
     batch_cfg: bool = False
     attention_backend: str | None = None
     quantize: str | None = None  # "fp8": torchao float8 linears in base and refiner (pipelines.accel)
+    cache: str | None = None  # "taylorseer[:INTERVAL[:WARMUP]]" / "fbcache[:THRESHOLD]": SURF's base stages only
+    eager_baseline: bool = False  # also time the baseline before any acceleration, in the same process
+    accel_baseline: bool = True  # time the baseline with the accelerations (False: eager_baseline only)
     vae_decode: bool = True
     profile: bool = False
     device: str = "cuda"
@@ -258,6 +261,40 @@ def _batched_cfg(adapter) -> None:
     adapter.predict = predict
 
 
+def _cache_config(spec: str):
+    """A diffusers cache config from ``taylorseer[:INTERVAL[:WARMUP]]`` or ``fbcache[:THRESHOLD]``
+    (the signature benchmark's syntax and defaults, :mod:`surf_video.bench.signature_accel`)."""
+    from .signature_accel import parse_accelerations
+
+    try:
+        specs = parse_accelerations(spec)
+    except ValueError as e:
+        raise ValueError(str(e).replace("--accelerations:", "--cache:", 1)) from None
+    if len(specs) != 1 or not specs[0].is_cache:
+        raise ValueError(f"--cache: one of taylorseer[:INTERVAL[:WARMUP]] or fbcache[:THRESHOLD], got {spec!r}")
+    return specs[0].kwargs()["cache"]
+
+
+def _time_baseline(cfg: SpeedConfig, target: str, passes: int, *, batched: bool, phase: str, timer, surf, text,
+                   common, lf, family, tc, peak) -> dict:
+    """The baseline at ``target``: the diffusers pipeline's own loop (SURF's single-stage loop when the CFG pair
+    is batched). Returns :func:`_stage`'s dict plus ``text_len``."""
+    th, tw = cfg.target_size or TARGETS[target]
+    nb = _steps_run(cfg.steps, cfg.timed_steps, passes)
+    timer.phase = phase
+    t0 = timer.sync()
+    if batched:
+        surf(**text, num_inference_steps=nb, stage_sizes=[(th, tw)], switch_step=[], **common)
+    else:
+        surf.base(**text, height=th, width=tw, num_inference_steps=nb, **common)
+    wall = timer.sync() - t0
+    shape = (2 if batched else 1, 16, lf, th // 8, tw // 8)
+    tlen = _text_len(timer, shape)
+    res = _stage(timer, phase, "transformer", shape, wall, nb, cfg.steps, passes,
+                 _forward_flops(family, tc, shape, tlen), peak)
+    return {**res, "call_wall": wall, "text_len": tlen}
+
+
 def _forward_flops(family, model_cfg, shape, text_len) -> int:
     b, _, lf, h, w = shape
     p = model_cfg["patch_size"]
@@ -291,19 +328,31 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
     refiner = build_refiner(ref_name, device, dtype, **ref_over)
     params = sum(p.numel() for p in transformer.parameters())
     log(f"built {cfg.model} ({params / 1e9:.2f}B params) + {ref_name} in {time.perf_counter() - t0:.1f}s")
-    if cfg.quantize or cfg.attention_backend or cfg.compile:  # what SURFPipeline.enable_accelerations applies
-        from ..pipelines.accel import apply_accelerations
+    accelerated = bool(cfg.quantize or cfg.attention_backend or cfg.compile or cfg.batch_cfg or cfg.cache)
+    eager_first = cfg.eager_baseline and accelerated
+    if not cfg.accel_baseline and not eager_first:
+        raise ValueError("--no-accel-baseline needs --eager-baseline and an acceleration (the baseline must be timed once)")
+    if eager_first and cfg.parallel:
+        raise ValueError("--eager-baseline: not with --parallel (time the eager baseline in its own run)")
 
-        acc = dict(attention_backend=cfg.attention_backend, compile=cfg.compile, quantize=cfg.quantize)
-        apply_accelerations(transformer, **acc, compile_kwargs={"fullgraph": True})
-        apply_accelerations(refiner, **acc)
+    def accelerate():  # what SURFPipeline.enable_accelerations applies
+        if cfg.quantize or cfg.attention_backend or cfg.compile:
+            from ..pipelines.accel import allow_cache_recompiles, apply_accelerations
+
+            acc = dict(attention_backend=cfg.attention_backend, compile=cfg.compile, quantize=cfg.quantize)
+            if cfg.cache and cfg.compile:
+                allow_cache_recompiles()  # the cache is enabled later, around SURF's call
+            # a cache's hooks break the blocks' graphs (their step counters run outside them): no fullgraph then
+            apply_accelerations(transformer, **acc, compile_kwargs={"fullgraph": not cfg.cache})
+            apply_accelerations(refiner, **acc)
+
+    if not eager_first:
+        accelerate()
     from ..pipelines.surf_pipeline import SURFPipeline
 
     surf = SURFPipeline.from_pipe(pipe, refiner=refiner, base_size=base)
     surf.set_progress_bar_config(disable=True)
     parallel, peak = _enable_parallel(cfg, surf, peak, log)
-    if cfg.batch_cfg and family == "wan":
-        _batched_cfg(surf.adapter)
     timer = ForwardTimer(device)
     timer.attach(transformer, "transformer")
     timer.attach(refiner, "refiner")
@@ -314,42 +363,55 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
     else:
         text = dict(prompt=PROMPT)
     g, passes = rec["guidance"], rec["passes"]
-    batch = 1
-    if cfg.batch_cfg and family == "wan":
-        passes, batch = 1, 2
     common = dict(num_frames=frames, guidance_scale=g, output_type="latent")
     # warm-up: one plain base-pipeline step at the preview size (kernels, cuBLAS/cuDNN handles, allocator)
     timer.phase = "warmup"
     pipe(**text, height=prev[0], width=prev[1], num_inference_steps=1, **{**common, "guidance_scale": 1.0})
+    lf = (frames - 1) // 4 + 1
+    bl = dict(timer=timer, surf=surf, text=text, common=common, lf=lf, family=family, tc=tc, peak=peak)
+    eager, eager_tlen = {}, {}
+    if eager_first:  # the eager baseline in this process, before anything is applied
+        for target in cfg.targets:
+            eager[target] = _time_baseline(cfg, target, passes, batched=False, phase=f"eager-baseline-{target}", **bl)
+            eager_tlen[target] = eager[target].pop("text_len")
+            log(f"eager baseline {target}: {eager[target]['seconds']:.1f}s ({eager[target]['note']})")
+        timer.records.clear()  # later phases must not count a compiled size as warm because eager saw it
+        accelerate()
+    batch = 1
+    if cfg.batch_cfg and family == "wan":
+        _batched_cfg(surf.adapter)
+        passes, batch = 1, 2
+    cache = _cache_config(cfg.cache) if cfg.cache else None
     result = {"model": cfg.model, "family": family, "params": params, "refiner": ref_name,
               "refiner_params": sum(p.numel() for p in refiner.parameters()),
               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
               "env": _env(cfg, peak), "parallel": parallel, "runs": []}
-    lf = (frames - 1) // 4 + 1
     for target in cfg.targets:
         th, tw = cfg.target_size or TARGETS[target]
         log(f"--- {cfg.model} {target} ({th}x{tw}, {frames} frames)")
-        # Baseline: the diffusers pipeline's own loop (or SURF's single-stage loop for the batched-CFG row).
-        nb = _steps_run(cfg.steps, cfg.timed_steps, passes)
-        timer.phase = pb = f"baseline-{target}"
-        t0 = timer.sync()
-        if cfg.batch_cfg and family == "wan":
-            surf(**text, num_inference_steps=nb, stage_sizes=[(th, tw)], switch_step=[], **common)
-        else:
-            pipe(**text, height=th, width=tw, num_inference_steps=nb, **common)
-        wall_b = timer.sync() - t0
-        shape_t = (batch, 16, lf, th // 8, tw // 8)
-        tlen = _text_len(timer, shape_t)
+        if cfg.accel_baseline or target not in eager:
+            base_res = _time_baseline(cfg, target, passes, batched=batch == 2, phase=f"baseline-{target}", **bl)
+            tlen = base_res.pop("text_len")
+        else:  # the eager baseline stands in (its text length is the same prompt's)
+            base_res, tlen = {**eager[target], "accelerations": "none (eager)"}, eager_tlen[target]
         flops_t = lambda shape: _forward_flops(family, tc, shape, tlen)  # noqa: E731
-        base_res = _stage(timer, pb, "transformer", shape_t, wall_b, nb, cfg.steps, passes, flops_t(shape_t), peak)
         log(f"baseline: {base_res['seconds']:.1f}s ({base_res['note']})")
         # SURF: preview stages at the base and preview sizes, then the refiner to the target size.
         n1 = _steps_run(cfg.switch_step, cfg.timed_steps, passes)
         n2 = _steps_run(cfg.surf_steps - cfg.switch_step, cfg.timed_steps, passes)
         nr = _steps_run(cfg.refine_steps, cfg.timed_steps, 1)
+        sizes = dict(base_height=base[0], base_width=base[1], preview_height=prev[0], preview_width=prev[1],
+                     height=th, width=tw)
+        if cache is not None:  # a cache's skips depend on the step: every step runs, after a warm-up call
+            transformer.enable_cache(cache)
+            timer.phase = f"surf-warmup-{target}"
+            n1, n2 = cfg.switch_step, cfg.surf_steps - cfg.switch_step
+            # the same steps as the timed call: every (size, computed / predicted) path of a compiled cache is warm
+            surf(**text, num_inference_steps=n1 + n2, switch_step=n1, refine_steps=1, **sizes, **common)
         timer.phase = ps = f"surf-{target}"
-        out = surf(**text, num_inference_steps=n1 + n2, switch_step=n1, base_height=base[0], base_width=base[1],
-                   preview_height=prev[0], preview_width=prev[1], height=th, width=tw, refine_steps=nr, **common)
+        out = surf(**text, num_inference_steps=n1 + n2, switch_step=n1, refine_steps=nr, **sizes, **common)
+        if cache is not None:
+            transformer.disable_cache()
         sb, sp = (batch, 16, lf, base[0] // 8, base[1] // 8), (batch, 16, lf, prev[0] // 8, prev[1] // 8)
         sr = (1, 16, lf, th // 8, tw // 8)
         rc = dict(refiner.config)
@@ -365,8 +427,12 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
         run = {"target": target, "height": th, "width": tw, "num_frames": frames, "base_size": list(base),
                "preview_size": list(prev), "baseline": base_res, "surf": stages, "surf_seconds": surf_s,
                "preview_seconds": stages["stage1"]["seconds"] + stages["stage2"]["seconds"],
-               "speedup": base_res["seconds"] / surf_s, "text_len": tlen,
-               "pipeline_timings": {"surf_call": out.timings, "baseline_call_wall": wall_b}}
+               "speedup": base_res["seconds"] / surf_s, "text_len": tlen, "cache": cfg.cache,
+               "baseline_eager": eager.get(target),
+               "speedup_vs_eager": eager[target]["seconds"] / surf_s if target in eager else None,
+               "pipeline_timings": {"surf_call": out.timings}}
+        if target in eager:
+            log(f"SURF vs eager baseline: {run['speedup_vs_eager']:.2f}x")
         log(f"SURF: {surf_s:.1f}s -> speed-up {run['speedup']:.2f}x  " +
             ", ".join(f"{k} {v['seconds']:.1f}s" for k, v in stages.items()))
         if cfg.vae_decode:

@@ -60,6 +60,16 @@ def register(subparsers) -> None:
     s.add_argument("--attention-backend", default=None, help="diffusers attention backend (e.g. _native_cudnn)")
     s.add_argument("--quantize", default=None, choices=["fp8"],
                    help="torchao float8 weights and activations for base and refiner (CUDA, compute capability >= 8.9)")
+    s.add_argument("--cache", default=None, metavar="SPEC",
+                   help="a diffusers cache on SURF's base stages: taylorseer[:INTERVAL[:WARMUP]] or "
+                        "fbcache[:THRESHOLD] (the signature benchmark's defaults); SURF then runs every step after "
+                        "a warm-up call, the baseline is timed without the cache")
+    s.add_argument("--eager-baseline", action="store_true",
+                   help="also time the baseline before any acceleration is applied (same process and GPU): "
+                        "gives 'SURF vs eager baseline' side by side")
+    s.add_argument("--no-accel-baseline", action="store_true",
+                   help="with --eager-baseline: skip timing the accelerated baseline (saves a long compile and run at "
+                        "1080p); SURF is then compared with the eager baseline only")
     s.add_argument("--no-vae-decode", action="store_true", help="skip the separate full-size VAE decode timing")
     s.add_argument("--profile", action="store_true", help="profile one forward of each stage under 60%% of peak")
     s.add_argument("--device", default="cuda")
@@ -87,6 +97,7 @@ def _out_path(args, model: str, many: bool) -> Path:
     variant = "".join(["_compile" if args.compile else "", "_batchcfg" if args.batch_cfg else "",
                        f"_{args.attention_backend.strip('_')}" if args.attention_backend else "",
                        f"_{args.quantize}" if args.quantize else "",
+                       f"_{args.cache.split(':')[0]}" if args.cache else "",
                        f"_{args.parallel}{args.parallel_degree or ''}" if args.parallel else ""])
     return out / f"speed_{model}{variant}.json"
 
@@ -103,6 +114,10 @@ def _speed(args) -> int:
         raise ValueError(f"--switch-step must be in [0, --surf-steps={args.surf_steps}], got {args.switch_step}")
     if args.timed_steps is not None and args.timed_steps < 1:
         raise ValueError(f"--timed-steps must be >= 1, got {args.timed_steps}")
+    if args.cache:
+        from ..bench.speed import _cache_config
+
+        _cache_config(args.cache)  # a bad spec fails here, before any model is built
     models = list(_ALL) if args.model == "all" else [args.model]
     command = "surf " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "surf bench speed"
     main = True
@@ -122,7 +137,8 @@ def _speed(args) -> int:
             switch_step=args.switch_step, refine_steps=args.refine_steps, timed_steps=args.timed_steps,
             num_frames=args.num_frames, base_size=args.base_size, preview_size=args.preview_size,
             target_size=args.target_size, windows=args.windows, compile=args.compile, batch_cfg=args.batch_cfg,
-            attention_backend=args.attention_backend, quantize=args.quantize, vae_decode=not args.no_vae_decode, profile=args.profile,
+            attention_backend=args.attention_backend, quantize=args.quantize, cache=args.cache,
+            eager_baseline=args.eager_baseline, accel_baseline=not args.no_accel_baseline, vae_decode=not args.no_vae_decode, profile=args.profile,
             device=args.device, dtype=args.dtype, command=command, parallel=args.parallel,
             parallel_degree=args.parallel_degree,
         )

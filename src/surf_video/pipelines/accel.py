@@ -106,6 +106,21 @@ def _quantize_fp8(model: torch.nn.Module) -> None:
     quantize_(model, Float8DynamicActivationFloat8WeightConfig())
 
 
+#: dynamo's per-frame recompile limit while a cache and compilation are stacked (see apply_accelerations)
+COMPILE_CACHE_RECOMPILE_LIMIT = 64
+
+
+def allow_cache_recompiles() -> None:
+    """Raises dynamo's per-frame recompile limit for a cache stacked on compiled blocks.
+
+    A cache's hooks split each block's graph at its step counter (it runs outside the graph), so every
+    (hooked module, stage size, computed or predicted) gets its own graph: more than dynamo's default of 8
+    per frame, past which dynamo silently runs the rest of the frame eagerly.
+    """
+    cfg = torch._dynamo.config
+    cfg.recompile_limit = max(cfg.recompile_limit, COMPILE_CACHE_RECOMPILE_LIMIT)
+
+
 def apply_accelerations(model, *, cache=None, attention_backend: str | None = None, compile: bool = False,
                         quantize: str | None = None, compile_kwargs: dict | None = None) -> Accelerations:
     """Applies the chosen accelerations to one transformer (a diffusers ``ModelMixin``).
@@ -133,6 +148,8 @@ def apply_accelerations(model, *, cache=None, attention_backend: str | None = No
         model.enable_cache(cache)
         done.cache = cache
     if compile:
+        if cache is not None or getattr(model, "is_cache_enabled", False):
+            allow_cache_recompiles()
         # dynamic=False: each stage's shapes compile once; switching between them re-uses both graphs
         model.compile_repeated_blocks(**({"dynamic": False} | (compile_kwargs or {})))
         done.compiled = True
