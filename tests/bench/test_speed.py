@@ -202,7 +202,7 @@ def test_cache_row_runs_every_surf_step_and_times_the_eager_baseline(tmp_path):
     assert eager["forwards"] == 12 and run["speedup_vs_eager"] == pytest.approx(eager["seconds"] / run["surf_seconds"])
 
 
-@pytest.mark.parametrize("spec, match", [("compile", "--cache: one of"), ("taylorseer:0", "INTERVAL >= 1"),
+@pytest.mark.parametrize("spec, match", [("compile", "--cache: one of"), ("fora:0", "INTERVAL >= 1"),
                                          ("lru", "unknown 'lru'")])
 def test_cache_spec_errors_name_the_option(tmp_path, capsys, spec, match):
     assert _run_cli(tmp_path, "--model", "wan-tiny", "--cache", spec) != 0

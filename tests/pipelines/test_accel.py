@@ -117,3 +117,20 @@ def test_cache_state_does_not_carry_across_calls(surf, make):
     surf.enable_accelerations(cache=cfg)
     first, second = run(surf), run(surf)
     assert torch.equal(first, second)
+
+
+def test_fora_reuses_whole_blocks(surf, wan):
+    # 'fora' (TaylorSeer of order 0 on whole blocks) hooks each block, not its attentions / FFN, so it keeps one
+    # tensor per block and CFG branch; it changes the output, and removing it restores plain SURF
+    from surf_video.bench.signature_accel import parse_accelerations
+
+    plain = run(surf)
+    (spec,) = parse_accelerations("fora:2:1")
+    assert spec.is_cache and spec.params["max_order"] == 0
+    surf.enable_accelerations(**spec.kwargs())
+    hooked = [n for n, m in wan.transformer.named_modules() if getattr(m, "_diffusers_hook", None) is not None
+              and m._diffusers_hook.get_hook("taylorseer_cache") is not None]
+    assert hooked == [f"blocks.{i}" for i in range(len(wan.transformer.blocks))]
+    assert not torch.equal(run(surf), plain)
+    surf.disable_accelerations()
+    assert torch.equal(run(surf), plain)

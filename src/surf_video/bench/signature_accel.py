@@ -17,6 +17,10 @@ Accelerations (``name[:param[:param]]``):
   max_order=1, taylor_factors_dtype=float32)`` with ``cache_identifiers`` set to Wan's attention and FFN modules
   (``blocks.<i>.attn1 / attn2 / ffn``): diffusers' default identifiers (``^blocks.*attn``, full match) match no
   module of ``WanTransformer3DModel`` (its attentions are ``attn1`` / ``attn2``), so the default config skips nothing;
+- ``fora[:INTERVAL[:WARMUP]]``: FORA-style reuse (Selvaraju et al., 2024) as a TaylorSeer config of order 0 on whole
+  blocks (``^blocks.<i>$``): every INTERVAL-th step computes, the others reuse each block's last output. One
+  tensor per block and CFG branch: the cache that fits Wan 14B at 480p on one 80 GB GPU, where TaylorSeer's
+  per-module first-order factors (six tensors per block and branch) need hundreds of GB;
 - ``compile[:BACKEND]``: regional ``torch.compile`` of the transformer blocks (backend ``inductor``); its
   seconds include compiling (in the first batch);
 - ``magcache`` is refused: ``MagCacheConfig`` needs ``mag_ratios`` calibrated for the model (diffusers ships
@@ -50,6 +54,8 @@ DEFAULTS = {
     "taylorseer": {"cache_interval": 4, "disable_cache_before_step": 3, "max_order": 1,
                    "taylor_factors_dtype": "float32",
                    "cache_identifiers": list(WAN_TAYLORSEER_IDENTIFIERS)},
+    "fora": {"cache_interval": 4, "disable_cache_before_step": 3, "max_order": 0, "taylor_factors_dtype": "float32",
+             "cache_identifiers": [r"^blocks\.\d+$"]},
     "compile": {"backend": "inductor", "dynamic": False},
 }
 KNOWN = tuple(DEFAULTS) + ("magcache",)
@@ -64,7 +70,7 @@ class AccelSpec:
 
     @property
     def is_cache(self) -> bool:
-        return self.name in ("fbcache", "taylorseer")
+        return self.name in ("fbcache", "taylorseer", "fora")
 
     def kwargs(self) -> dict:
         """Arguments of :meth:`SURFPipeline.enable_accelerations`."""
@@ -73,7 +79,7 @@ class AccelSpec:
             from diffusers import FirstBlockCacheConfig
 
             return {"cache": FirstBlockCacheConfig(threshold=float(p["threshold"]))}
-        if self.name == "taylorseer":
+        if self.name in ("taylorseer", "fora"):
             return {"cache": taylorseer_config(
                 cache_interval=int(p["cache_interval"]), disable_cache_before_step=int(p["disable_cache_before_step"]),
                 max_order=int(p["max_order"]), taylor_factors_dtype=getattr(torch, p["taylor_factors_dtype"]),
@@ -98,9 +104,11 @@ def parse_accelerations(specs) -> list[AccelSpec]:
                              "Flux's only; calibrate=True never skips a step), which the benchmark cannot make yet")
         if name not in DEFAULTS:
             raise ValueError(f"--accelerations: unknown {name!r}; known: {', '.join(KNOWN[:-1])} "
-                             "(fbcache[:THRESHOLD], taylorseer[:INTERVAL[:WARMUP]], compile[:BACKEND])")
+                             "(fbcache[:THRESHOLD], taylorseer[:INTERVAL[:WARMUP]], fora[:INTERVAL[:WARMUP]], "
+                             "compile[:BACKEND])")
         p = {k: (list(v) if isinstance(v, list) else v) for k, v in DEFAULTS[name].items()}
         keys = {"fbcache": ["threshold"], "taylorseer": ["cache_interval", "disable_cache_before_step"],
+                "fora": ["cache_interval", "disable_cache_before_step"],
                 "compile": ["backend"]}[name]
         if len(vals) > len(keys):
             raise ValueError(f"--accelerations: {item!r} takes at most {len(keys)} parameter(s) ({', '.join(keys)})")
@@ -111,8 +119,8 @@ def parse_accelerations(specs) -> list[AccelSpec]:
             raise ValueError(f"--accelerations: bad parameter in {item!r} ({', '.join(keys)})") from None
         if name == "fbcache" and not p["threshold"] > 0:
             raise ValueError(f"--accelerations: fbcache threshold must be > 0, got {p['threshold']}")
-        if name == "taylorseer" and (p["cache_interval"] < 1 or p["disable_cache_before_step"] < 0):
-            raise ValueError(f"--accelerations: taylorseer needs INTERVAL >= 1 and WARMUP >= 0, got {item!r}")
+        if name in ("taylorseer", "fora") and (p["cache_interval"] < 1 or p["disable_cache_before_step"] < 0):
+            raise ValueError(f"--accelerations: {name} needs INTERVAL >= 1 and WARMUP >= 0, got {item!r}")
         if any(s.name == name for s in out):
             raise ValueError(f"--accelerations: {name} given twice")
         out.append(AccelSpec(name, p))

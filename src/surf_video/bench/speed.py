@@ -261,9 +261,10 @@ def _batched_cfg(adapter) -> None:
     adapter.predict = predict
 
 
-def _cache_config(spec: str):
-    """A diffusers cache config from ``taylorseer[:INTERVAL[:WARMUP]]`` or ``fbcache[:THRESHOLD]``
-    (the signature benchmark's syntax and defaults, :mod:`surf_video.bench.signature_accel`)."""
+def _cache_config(spec: str, dtype: str | None = None):
+    """A diffusers cache config from ``taylorseer|fora[:INTERVAL[:WARMUP]]`` or ``fbcache[:THRESHOLD]`` (the
+    signature benchmark's syntax and defaults, :mod:`surf_video.bench.signature_accel`). ``dtype``: TaylorSeer's
+    factors in the run's dtype instead of float32 (they are the cache's memory)."""
     from .signature_accel import parse_accelerations
 
     try:
@@ -271,8 +272,10 @@ def _cache_config(spec: str):
     except ValueError as e:
         raise ValueError(str(e).replace("--accelerations:", "--cache:", 1)) from None
     if len(specs) != 1 or not specs[0].is_cache:
-        raise ValueError(f"--cache: one of taylorseer[:INTERVAL[:WARMUP]] or fbcache[:THRESHOLD], got {spec!r}")
-    return specs[0].kwargs()["cache"]
+        raise ValueError(f"--cache: one of taylorseer|fora[:INTERVAL[:WARMUP]] or fbcache[:THRESHOLD], got {spec!r}")
+    if dtype is not None and "taylor_factors_dtype" in specs[0].params:
+        specs[0].params["taylor_factors_dtype"] = dtype
+    return specs[0].kwargs()["cache"], specs[0].params
 
 
 def _time_baseline(cfg: SpeedConfig, target: str, passes: int, *, batched: bool, phase: str, timer, surf, text,
@@ -381,7 +384,7 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
     if cfg.batch_cfg and family == "wan":
         _batched_cfg(surf.adapter)
         passes, batch = 1, 2
-    cache = _cache_config(cfg.cache) if cfg.cache else None
+    cache, cache_params = _cache_config(cfg.cache, cfg.dtype) if cfg.cache else (None, None)
     result = {"model": cfg.model, "family": family, "params": params, "refiner": ref_name,
               "refiner_params": sum(p.numel() for p in refiner.parameters()),
               "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
@@ -428,6 +431,8 @@ def run_speed(cfg: SpeedConfig, log=print) -> dict:
                "preview_size": list(prev), "baseline": base_res, "surf": stages, "surf_seconds": surf_s,
                "preview_seconds": stages["stage1"]["seconds"] + stages["stage2"]["seconds"],
                "speedup": base_res["seconds"] / surf_s, "text_len": tlen, "cache": cfg.cache,
+               "cache_params": cache_params,
+               "flops_note": "nominal: a cache's skipped work is not subtracted (TFLOP/s overstated)" if cache else None,
                "baseline_eager": eager.get(target),
                "speedup_vs_eager": eager[target]["seconds"] / surf_s if target in eager else None,
                "pipeline_timings": {"surf_call": out.timings}}

@@ -61,9 +61,9 @@ def register(subparsers) -> None:
     s.add_argument("--quantize", default=None, choices=["fp8"],
                    help="torchao float8 weights and activations for base and refiner (CUDA, compute capability >= 8.9)")
     s.add_argument("--cache", default=None, metavar="SPEC",
-                   help="a diffusers cache on SURF's base stages: taylorseer[:INTERVAL[:WARMUP]] or "
-                        "fbcache[:THRESHOLD] (the signature benchmark's defaults); SURF then runs every step after "
-                        "a warm-up call, the baseline is timed without the cache")
+                   help="a diffusers cache on SURF's base stages: taylorseer|fora[:INTERVAL[:WARMUP]] or "
+                        "fbcache[:THRESHOLD] (the signature benchmark's defaults; TaylorSeer's factors in --dtype); "
+                        "SURF then runs every step after a warm-up call, the baseline is timed without the cache")
     s.add_argument("--eager-baseline", action="store_true",
                    help="also time the baseline before any acceleration is applied (same process and GPU): "
                         "gives 'SURF vs eager baseline' side by side")
