@@ -5,7 +5,7 @@
 #              another `vae` command, which then continues that VAE: chain commands until the evaluator ceiling
 #              (evaluator_on_reconstructions in vae.json) is high enough to train a base);
 #   STAGE=1: VAE (or the one in .mini_ckpt/vae.tar.* if there), then base (and a refiner when REF_TIMEOUT=seconds is set);
-#   STAGE=2: base resumed from .mini_ckpt/pipe, then refiner;
+#   STAGE=2: base resumed from .mini_ckpt/pipe (else the shipped assets), then refiner (NO_REF=1: base only);
 #   STAGE=all: VAE, base and refiner in one command.
 # Weights come back as fp16 tar parts (<= 15 MB each) under OUTDIR.
 set -o pipefail
@@ -25,6 +25,8 @@ if [ "$STAGE" = vae ]; then
   RES=""  # a chain of commands: continue the VAE that an earlier command brought back (fp16 parts in .mini_ckpt/)
   if ls .mini_ckpt/vae.tar.* > /dev/null 2>&1; then
     mkdir -p $W/ck && tar xf <(cat .mini_ckpt/vae.tar.*) -C $W/ck && RES="--resume $W/ck/vae" && echo "resuming .mini_ckpt VAE" | tee -a $OUT/log.txt
+  elif [ -n "${VAE_RESUME:-}" ]; then  # e.g. src/surf_video/assets/surf-mini/vae (the shipped VAE)
+    RES="--resume $VAE_RESUME" && echo "resuming $VAE_RESUME" | tee -a $OUT/log.txt
   fi
   $SURF vae --config configs/mini/vae.yaml --out $W/vae --metrics $OUT/vae.json $RES ${VAE_ARGS:-} 2>&1 | filt | tee -a $OUT/log.txt
   pack vae vae
@@ -48,9 +50,15 @@ elif [ "$STAGE" = all ]; then
   pack refiner refiner
   bundle; exit 0
 else
+  if ! ls .mini_ckpt/pipe.tar.* > /dev/null 2>&1; then  # continue the shipped pipeline (too big to carry as parts)
+    mkdir -p .mini_ckpt && tar cf - -C src/surf_video/assets --exclude README.md --transform 's/^surf-mini/pipe/' surf-mini \
+      | split -b 15m - .mini_ckpt/pipe.tar. && echo "pipeline from the shipped assets" | tee -a $OUT/log.txt
+  fi
   mkdir -p $W/ck && tar xf <(cat .mini_ckpt/pipe.tar.*) -C $W/ck
   $SURF base --config configs/mini/base.yaml --vae $W/ck/pipe/vae --resume $W/ck/pipe --out $W/pipe --metrics $OUT/base.json ${BASE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
-  $SURF refiner --config configs/mini/refiner.yaml --pipe $W/pipe --out $W/pipe/refiner --metrics $OUT/refiner.json ${REF_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  if [ -z "${NO_REF:-}" ]; then  # NO_REF=1: base only (the shipped refiner is copied along)
+    $SURF refiner --config configs/mini/refiner.yaml --pipe $W/pipe --out $W/pipe/refiner --metrics $OUT/refiner.json ${REF_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
+  elif [ -d $W/ck/pipe/refiner ] && [ ! -d $W/pipe/refiner ]; then cp -r $W/ck/pipe/refiner $W/pipe/refiner; fi
   PACK="pipe"
 fi
 python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pipe')"

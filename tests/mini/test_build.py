@@ -165,3 +165,31 @@ def test_vae_overfit_probe_reports_both_psnrs(capsys):
     assert main(["overfit", "1", "--mse-weight", "1", "1e-4"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["mse_weight"] == 1.0 and r["lr"] == 1e-4
+
+
+@pytest.mark.slow  # ~2.5 min on 2 cores (train_vae's final held-out and evaluator metrics); run with -m slow
+def test_train_vae_decoder_only_keeps_the_encoder_and_latent_space(tmp_path):
+    # train_encoder=False: the encoder (and its latent statistics) stay bit-identical, the decoder changes, so a
+    # base trained on the resumed VAE's latents stays valid
+    from safetensors.torch import load_file
+
+    from surf_video.mini.train_vae import train_vae
+
+    kw = dict(num_clips=2, num_clips_hr=1, batch_size=1, max_minutes=5, crop=32, frames=5,
+              data_cache=str(tmp_path / "cache"))
+    from surf_video.mini.build import build_vae
+
+    vae = build_vae()
+    vae.register_to_config(latents_mean=[0.1] * 16, latents_std=[2.0] * 16)
+    vae.save_pretrained(tmp_path / "a")
+    with pytest.raises(ValueError, match="--resume"):
+        train_vae(load_recipe("vae", max_steps=1, train_encoder=False, **kw), tmp_path / "x", device="cpu")
+    m = train_vae(load_recipe("vae", max_steps=3, train_encoder=False, **kw), tmp_path / "b", resume=tmp_path / "a",
+                  device="cpu")
+    a = load_file(tmp_path / "a" / "diffusion_pytorch_model.safetensors")
+    b = load_file(tmp_path / "b" / "diffusion_pytorch_model.safetensors")
+    frozen = [k for k in a if k.startswith(("encoder.", "quant_conv."))]
+    assert frozen and all(torch.equal(a[k], b[k]) for k in frozen)
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    cfg_a = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert m["latents_mean"] == cfg_a["latents_mean"] and m["latents_std"] == cfg_a["latents_std"]

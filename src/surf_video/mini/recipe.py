@@ -45,6 +45,9 @@ class VAERecipe:
     image_fraction: float = 0.0
     image_batch_size: int = 0  # batch of an image step (0: 4 x batch_size)
     lr_decay_frac: float = 0.0  # decay the lr linearly to 5% over this final share of the time budget
+    # False: train the decoder only (encoder and quant_conv frozen, the resumed VAE's latent statistics kept), so
+    # a base trained in this latent space stays valid while the decoder improves (needs --resume)
+    train_encoder: bool = True
     data_cache: str = ""  # folder to keep rendered clips in (.npy) so parallel runs render once
     log_every: int = 50
     device_threads: int = 0  # torch threads on CPU (0: default)

@@ -115,7 +115,13 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
     held_hr = torch.from_numpy(np.array(h[hr][-(n_held // 4) :]))
     vae = AutoencoderKLWan.from_pretrained(resume, torch_dtype=torch.float32) if resume else build_vae()
     vae.to(dev).train()
-    opt = torch.optim.AdamW(vae.parameters(), lr=recipe.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    if not recipe.train_encoder:
+        if not resume:
+            raise ValueError("train_encoder=False fine-tunes the decoder of a trained VAE: pass --resume")
+        for module in (vae.encoder, vae.quant_conv):
+            module.requires_grad_(False)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=0.0, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(recipe.seed)
     t0, step, hist, budget = time.time(), 0, [], recipe.max_minutes * 60
     img_bs = recipe.image_batch_size or 4 * recipe.batch_size
@@ -138,7 +144,7 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
         loss = rec_loss + recipe.mse_weight * F.mse_loss(rec.float(), x) + recipe.kl_weight * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         hist.append((rec_loss.item(), kl.item(), image))
@@ -149,11 +155,13 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
             kk = np.mean([h[1] for h in recent])
             print(f"vae step {step} l1 clips {np.mean(l1v):.4f} images {np.mean(l1i):.4f} kl {kk:.3f} lr {lr:.2e} {time.time() - t0:.0f}s", flush=True)
     vae.eval()
-    # Latent statistics (with the identity normalisation the model was built with).
-    vae.register_to_config(latents_mean=[0.0] * vae.config.z_dim, latents_std=[1.0] * vae.config.z_dim)
-    mu = encode_latents(vae, data_r[:512], normalize=False)
-    mean, std = latent_stats(mu)
-    vae.register_to_config(latents_mean=mean, latents_std=std)
+    if recipe.train_encoder:  # latent statistics (with the identity normalisation the model was built with)
+        vae.register_to_config(latents_mean=[0.0] * vae.config.z_dim, latents_std=[1.0] * vae.config.z_dim)
+        mu = encode_latents(vae, data_r[:512], normalize=False)
+        mean, std = latent_stats(mu)
+        vae.register_to_config(latents_mean=mean, latents_std=std)
+    else:  # the encoder did not change: the latent space (and its normalisation) is the resumed one
+        mean, std = list(vae.config.latents_mean), list(vae.config.latents_std)
     metrics = {
         "steps": step,
         "minutes": (time.time() - t0) / 60,
