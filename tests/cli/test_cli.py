@@ -63,6 +63,8 @@ def test_cache_flag_parsing():
     assert parse_cache("fbc:0.1").threshold == 0.1
     assert parse_cache("taylorseer:3").cache_interval == 3
     assert r"^blocks\.\d+\.(attn1|attn2|ffn)$" in parse_cache("taylorseer:3").cache_identifiers  # Wan's blocks
+    fora = parse_cache("fora:2")
+    assert (fora.cache_interval, fora.max_order) == (2, 0) and r"^blocks\.\d+$" in fora.cache_identifiers
     with pytest.raises(ValueError, match="--cache"):
         parse_cache("teacache:1")
     with pytest.raises(ValueError, match="--cache"):

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..pipelines.accel import WAN_TAYLORSEER_IDENTIFIERS, taylorseer_config
+from ..pipelines.accel import BLOCK_IDENTIFIERS, WAN_TAYLORSEER_IDENTIFIERS, taylorseer_config
 from .signature_scoring import transformer_flop_parts
 
 __all__ = ["AccelSpec", "parse_accelerations", "accel_methods", "run_accelerated", "BlockCounter",
@@ -55,7 +55,7 @@ DEFAULTS = {
                    "taylor_factors_dtype": "float32",
                    "cache_identifiers": list(WAN_TAYLORSEER_IDENTIFIERS)},
     "fora": {"cache_interval": 4, "disable_cache_before_step": 3, "max_order": 0, "taylor_factors_dtype": "float32",
-             "cache_identifiers": [r"^blocks\.\d+$"]},
+             "cache_identifiers": [BLOCK_IDENTIFIERS[0]]},  # Wan's blocks (fora_config's default adds Hunyuan's)
     "compile": {"backend": "inductor", "dynamic": False},
 }
 KNOWN = tuple(DEFAULTS) + ("magcache",)

@@ -20,7 +20,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="regional torch.compile of the repeated blocks")
     p.add_argument("--quantize", default=None, choices=["fp8"], help="torchao fp8 linears (GPU, surf-video[fast])")
     p.add_argument("--cache", default=None,
-                   help="base transformer cache: fbc:THRESHOLD (FirstBlockCache) or taylorseer:INTERVAL")
+                   help="base transformer cache: fbc:THRESHOLD (FirstBlockCache), taylorseer:INTERVAL or "
+                        "fora:INTERVAL (TaylorSeer of order 0 on whole blocks: fits Wan 14B on one 80 GB GPU)")
 
 
 def _sample_args(p: argparse.ArgumentParser) -> None:
@@ -60,7 +61,7 @@ def _call_kwargs(args) -> dict:
 
 
 def parse_cache(spec: str | None):
-    """``fbc:0.05`` -> FirstBlockCacheConfig(threshold=0.05); ``taylorseer:4`` -> TaylorSeerCacheConfig(...)."""
+    """``fbc:0.05`` -> FirstBlockCacheConfig(threshold=0.05); ``taylorseer:4`` / ``fora:4`` -> TaylorSeerCacheConfig(...)."""
     if spec is None:
         return None
     kind, _, value = spec.partition(":")
@@ -73,9 +74,13 @@ def parse_cache(spec: str | None):
             from ..pipelines.accel import taylorseer_config
 
             return taylorseer_config(cache_interval=int(value or 4))
+        if kind == "fora":
+            from ..pipelines.accel import fora_config
+
+            return fora_config(cache_interval=int(value or 4))
     except ValueError as err:
         raise ValueError(f"--cache: bad value in {spec!r}: {err}") from err
-    raise ValueError(f"--cache must be fbc:THRESHOLD or taylorseer:INTERVAL, got {spec!r}")
+    raise ValueError(f"--cache must be fbc:THRESHOLD, taylorseer:INTERVAL or fora:INTERVAL, got {spec!r}")
 
 
 def _parallel_args(p: argparse.ArgumentParser) -> None:
