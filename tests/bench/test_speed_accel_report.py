@@ -41,3 +41,16 @@ def test_labels():
     assert accel_label({"compile": True, "batch_cfg": True, "attention_backend": "_native_cudnn", "quantize": "fp8"}) == (
         "compile + batch_cfg + _native_cudnn + fp8")
     assert accel_label({}) == "eager"
+
+
+def test_a_run_with_its_own_eager_baseline_is_compared_with_it(tmp_path):
+    # --eager-baseline rows (other folder, other machine) use the eager baseline they timed themselves
+    _result(tmp_path / "a" / "speed_wan14b.json", "720p", 1000.0, 100.0)
+    _result(tmp_path / "b" / "speed_wan14b_compile_fora.json", "720p", 800.0, 40.0, compile=True, cache="fora")
+    res = json.loads((tmp_path / "b" / "speed_wan14b_compile_fora.json").read_text())
+    res["runs"][0]["baseline_eager"] = {"seconds": 1200.0}
+    (tmp_path / "b" / "speed_wan14b_compile_fora.json").write_text(json.dumps(res))
+    rows = accel_rows([tmp_path / "a", tmp_path / "b"])
+    fora = next(r for r in rows if r["label"] == "compile + cache fora")
+    assert fora["surf_vs_eager_baseline"] == pytest.approx(30.0)  # 1200 / 40, not 1000 / 40
+    assert fora["baseline_vs_eager"] == pytest.approx(1.5) and fora["like_for_like"] == pytest.approx(20.0)

@@ -27,17 +27,21 @@ def accel_label(config: dict) -> str:
     """``"compile + batch_cfg + fp8"`` for a result's config (``"eager"`` when none is on)."""
     parts = [k for k in ("compile", "batch_cfg") if config.get(k)]
     parts += [v for v in (config.get("attention_backend"), config.get("quantize")) if v]
+    parts += [f"cache {config['cache']}"] if config.get("cache") else []
     return " + ".join(parts) or "eager"
 
 
-def accel_rows(folder: str | Path, model: str = "wan14b") -> list[dict]:
-    """One dict per (acceleration set, target) of ``model`` under ``folder``, with both ratios.
+def accel_rows(folder, model: str = "wan14b") -> list[dict]:
+    """One dict per (acceleration set, target) of ``model`` under ``folder`` (a path or a list of them), with
+    both ratios. A row whose run timed its own eager baseline (``--eager-baseline``) is compared with that one
+    (same process); the others with the eager row found in the folders.
 
     Raises:
-        ValueError: when the folder holds no eager row for a target that an accelerated row has.
+        ValueError: when no eager baseline is known for a target that an accelerated row has.
     """
     rows, eager = [], {}
-    for p in sorted(Path(folder).rglob("speed_*.json")):
+    folders = [folder] if isinstance(folder, (str, Path)) else list(folder)
+    for p in sorted(q for f in folders for q in Path(f).rglob("speed_*.json")):
         res = json.loads(p.read_text())
         if res.get("model") != model:
             continue
@@ -48,7 +52,8 @@ def accel_rows(folder: str | Path, model: str = "wan14b") -> list[dict]:
                    "date": res["env"].get("date"), "baseline_s": run["baseline"]["seconds"],
                    "baseline_tflops": run["baseline"].get("tflops_per_s"), "surf_s": run["surf_seconds"],
                    "stage1_s": st["stage1"]["seconds"], "stage2_s": st["stage2"]["seconds"],
-                   "refine_s": st["refine"]["seconds"], "like_for_like": run["speedup"]}  # fmt: skip
+                   "refine_s": st["refine"]["seconds"], "like_for_like": run["speedup"],
+                   "eager_s": (run.get("baseline_eager") or {}).get("seconds")}  # fmt: skip
             rows.append(row)
             if label == "eager":
                 eager[run["target"]] = row
@@ -56,8 +61,9 @@ def accel_rows(folder: str | Path, model: str = "wan14b") -> list[dict]:
         ref = eager.get(row["target"])
         if ref is None:
             raise ValueError(f"no eager {model} row for {row['target']} under {folder}; run `surf bench speed` without accelerations there")
-        row["baseline_vs_eager"] = ref["baseline_s"] / row["baseline_s"]
-        row["surf_vs_eager_baseline"] = ref["baseline_s"] / row["surf_s"]
+        eager_base = row["eager_s"] or ref["baseline_s"]  # the run's own eager baseline when it timed one
+        row["baseline_vs_eager"] = eager_base / row["baseline_s"]
+        row["surf_vs_eager_baseline"] = eager_base / row["surf_s"]
         row["surf_vs_eager_surf"] = ref["surf_s"] / row["surf_s"]
     return sorted(rows, key=lambda r: (r["target"], r["label"] != "eager", -r["surf_vs_eager_baseline"]))
 
@@ -126,7 +132,7 @@ def plot_accel(rows: list[dict], png: str | Path) -> Path:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("folder")
+    p.add_argument("folder", nargs="+", help="result folders (searched recursively)")
     p.add_argument("--model", default="wan14b")
     p.add_argument("--png", default=None)
     args = p.parse_args(argv)
