@@ -58,8 +58,7 @@ else
   $SURF base --config configs/mini/base.yaml --vae $W/ck/pipe/vae --resume $W/ck/pipe --out $W/pipe --metrics $OUT/base.json ${BASE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
   if [ -z "${NO_REF:-}" ]; then  # NO_REF=1: base only (the shipped refiner is copied along)
     # the base comes back first (pipe.tar.*), so a refiner cut by the command's time limit loses only itself
-    python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pipe')"
-    (cd $W && tar cf - pipe | split -b 15m - $OUT/pipe.tar.)
+    pack pipe pipe
     $SURF refiner --config configs/mini/refiner.yaml --pipe $W/pipe --out $W/refiner --metrics $OUT/refiner.json ${REF_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
     pack refiner refiner
     bundle; exit 0
