@@ -6,7 +6,12 @@
 #              (evaluator_on_reconstructions in vae.json) is high enough to train a base);
 #   STAGE=1: VAE (or the one in .mini_ckpt/vae.tar.* if there), then base (and a refiner when REF_TIMEOUT=seconds is set);
 #   STAGE=2: base resumed from .mini_ckpt/pipe (else the shipped assets), then refiner (NO_REF=1: base only);
-#   STAGE=all: VAE, base and refiner in one command.
+#   STAGE=all: VAE, base and refiner in one command;
+#   STAGE=par: from the shipped assets, three processes side by side on the one GPU: a decoder-only VAE fine-tune
+#              (VAE_ARGS), the base with its text encoder frozen (BASE_ARGS) and a refiner (REF_ARGS; it needs only
+#              the frozen encoders, so all three results fit together), plus a sampling sweep of the shipped
+#              pipeline on the development prompts (SWEEP="guidance:steps:shift ..."); each part comes back alone
+#              (vae.tar.*, transformer.tar.*, refiner.tar.*) and its log is in metrics.tgz.
 # Weights come back as fp16 tar parts (<= 15 MB each) under OUTDIR.
 set -o pipefail
 STAGE=$1; OUT=$2; W=/tmp/w; mkdir -p $W $OUT
@@ -18,9 +23,9 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 # a call brings back at most 8 files: logs and metrics go into one archive next to the weight parts
 bundle() { (cd $OUT && ls *.json *.txt > /dev/null 2>&1 && tar czf metrics.tgz $(ls *.json *.txt 2>/dev/null) && rm -f *.json *.txt); ls -la $OUT; }
 # pack SRC NAME: fp16 copy of $W/SRC as tar parts $OUT/NAME.tar.aa, ab, ... (15 MB each)
-pack() { rm -rf $W/pack && mkdir -p $W/pack && cp -r $W/$1 $W/pack/$2 && \
-  python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pack')" && \
-  (cd $W/pack && tar cf - $2 | split -b 15m - $OUT/$2.tar.); }
+pack() { rm -rf $W/pack_$2 && mkdir -p $W/pack_$2 && cp -r $W/$1 $W/pack_$2/$2 && \
+  python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pack_$2')" && \
+  (cd $W/pack_$2 && tar cf - $2 | split -b 15m - $OUT/$2.tar.); }
 if [ "$STAGE" = vae ]; then
   RES=""  # a chain of commands: continue the VAE that an earlier command brought back (fp16 parts in .mini_ckpt/)
   if ls .mini_ckpt/vae.tar.* > /dev/null 2>&1; then
@@ -42,6 +47,22 @@ elif [ "$STAGE" = 1 ]; then
     timeout $REF_TIMEOUT $SURF refiner --config configs/mini/refiner.yaml --pipe $W/pipe --out $W/pipe/refiner --metrics $OUT/refiner.json ${REF_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
   fi
   PACK="pipe"
+elif [ "$STAGE" = par ]; then
+  SHIP=src/surf_video/assets/surf-mini
+  TL=${PART_TIMEOUT:-560}  # each part is killed after this many seconds, so that the others still come back
+  (timeout $TL $SURF vae --config configs/mini/vae.yaml --resume $SHIP/vae --out $W/vae --metrics $OUT/vae.json \
+     --set train_encoder=false ${VAE_ARGS:-} 2>&1 | filt > $OUT/vae_log.txt && pack vae vae) &
+  (timeout $TL $SURF base --config configs/mini/base.yaml --vae $SHIP/vae --resume $SHIP --out $W/pipe \
+     --metrics $OUT/base.json --set text_lr=0 ${BASE_ARGS:-} 2>&1 | filt > $OUT/base_log.txt && pack pipe/transformer transformer) &
+  (timeout $TL $SURF refiner --config configs/mini/refiner.yaml --pipe $SHIP --out $W/refiner --metrics $OUT/refiner.json \
+     ${REF_ARGS:-} 2>&1 | filt > $OUT/refiner_log.txt && pack refiner refiner) &
+  for spec in ${SWEEP:-}; do  # guidance:steps:flow_shift on the development prompts (offset 1000), shipped weights
+    IFS=: read -r g n sh <<< "$spec"
+    python3 -m surf_video.cli.main mini eval --device cuda --prompt-offset 1000 --prompts ${SWEEP_PROMPTS:-100} \
+      --guidance $g --steps $n --flow-shift $sh --out $OUT/sweep_g${g}_n${n}_s${sh}.json > /dev/null 2>> $OUT/sweep_log.txt
+  done
+  wait
+  bundle; exit 0
 elif [ "$STAGE" = all ]; then
   $SURF vae --config configs/mini/vae.yaml --out $W/vae --metrics $OUT/vae.json ${VAE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
   $SURF base --config configs/mini/base.yaml --vae $W/vae --out $W/pipe --metrics $OUT/base.json ${BASE_ARGS} 2>&1 | filt | tee -a $OUT/log.txt

@@ -115,6 +115,36 @@ def test_cli_eval_vsr_rejects_a_negative_count(capsys):
     assert "--vsr must be >= 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, msg", [(["--prompt-offset", "-1"], "--prompt-offset must be >= 0"),
+                                       (["--flow-shift", "0"], "--flow-shift must be > 0")])  # fmt: skip
+def test_cli_eval_rejects_bad_prompt_offset_and_flow_shift(capsys, argv, msg):
+    from surf_video.cli.main import main
+
+    assert main(["mini", "eval", *argv]) == 2
+    assert msg in capsys.readouterr().err
+
+
+def test_eval_captions_offset_gives_a_disjoint_development_set():
+    from surf_video.mini.data import eval_captions
+
+    test, dev = eval_captions(5), eval_captions(5, offset=1000)
+    assert test == eval_captions(5) and eval_captions(3, offset=2) == test[2:5]
+    assert len(dev) == 5 and dev != test
+    with pytest.raises(ValueError, match="offset must be >= 0"):
+        eval_captions(1, offset=-1)
+
+
+def test_wallclock_decay_is_flat_then_linear_to_five_percent():
+    from surf_video.mini.recipe import wallclock_decay
+
+    assert wallclock_decay(50, 100, 0.0) == 1.0 and wallclock_decay(100, 100, 0.0) == 1.0
+    assert wallclock_decay(60, 100, 0.4) == 1.0  # the cool-down starts at 60 % of the budget
+    assert wallclock_decay(80, 100, 0.4) == pytest.approx(0.5)
+    assert wallclock_decay(100, 100, 0.4) == 0.05 and wallclock_decay(130, 100, 0.4) == 0.05
+    for kind in ("base", "refiner", "vae"):
+        assert load_recipe(kind, lr_decay_frac=0.3).lr_decay_frac == 0.3
+
+
 def test_recipe_override_of_unknown_field_names_the_allowed_ones():
     with pytest.raises(ValueError, match="unknown vae recipe fields.*image_fraction"):
         load_recipe("vae", learning_rate=1.0)

@@ -112,5 +112,5 @@ def test_vsr_eval_reports_refiner_bicubic_and_the_latent_rows(pipe):
     assert res["n_clips"] == 1
     for size in TARGET_SIZES:
         row = res[str(size)]
-        for name in ("refiner", "bicubic", "latent_upsample", "vae_roundtrip"):
+        for name in ("refiner", "bicubic", "latent_upsample", "vae_roundtrip", "decoded_bicubic"):
             assert 5.0 < row[f"{name}_psnr"] < 80.0 and 0.0 < row[f"{name}_ssim"] <= 1.0, (size, name, row)

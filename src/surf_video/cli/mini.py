@@ -43,6 +43,9 @@ def register(subparsers) -> None:
     e.add_argument("--size", type=int, default=128)
     e.add_argument("--steps", type=int, default=40)
     e.add_argument("--guidance", type=float, default=5.0)
+    e.add_argument("--flow-shift", type=float, default=None, help="override the scheduler's flow_shift (shipped: 3.0)")
+    e.add_argument("--prompt-offset", type=int, default=0,
+                   help="0: the fixed test prompts; K > 0: the prompts of scenes K.. on (a development set for tuning)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--out", default=None, help="write the result JSON here")
     e.add_argument("--vsr", type=int, default=0, metavar="N",
@@ -110,15 +113,23 @@ def _eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--prompts must be >= 1, got {args.prompts}")
     if args.vsr < 0:
         raise ValueError(f"--vsr must be >= 0 (number of held-out clips), got {args.vsr}")
+    if args.prompt_offset < 0:
+        raise ValueError(f"--prompt-offset must be >= 0, got {args.prompt_offset}")
+    if args.flow_shift is not None and args.flow_shift <= 0:
+        raise ValueError(f"--flow-shift must be > 0, got {args.flow_shift}")
     pipe = load_surf_mini(args.model, device=args.device, dtype=torch.float32)
+    if args.flow_shift is not None:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, flow_shift=args.flow_shift)
     if args.vsr:
         res = _eval_vsr(args, pipe)
     else:
-        caps = eval_captions(args.prompts)
-        vids = generate_eval(pipe, caps, args.size, [EVAL_SEED_BASE + i for i in range(len(caps))], steps=args.steps,
-                             guidance=args.guidance, batch=10)  # fmt: skip
-        res = {"image_size": args.size, "steps": args.steps, "guidance": args.guidance, "prompts": len(caps),
-               "first_seed": EVAL_SEED_BASE, "adherence": adherence(vids, caps)}  # fmt: skip
+        caps = eval_captions(args.prompts, offset=args.prompt_offset)
+        first = EVAL_SEED_BASE + args.prompt_offset
+        vids = generate_eval(pipe, caps, args.size, [first + i for i in range(len(caps))], steps=args.steps,
+                             guidance=args.guidance, batch=10 if args.device == "cpu" else 50)  # fmt: skip
+        res = {"image_size": args.size, "steps": args.steps, "guidance": args.guidance,
+               "flow_shift": pipe.scheduler.config.flow_shift, "prompts": len(caps), "first_seed": first,
+               "adherence": adherence(vids, caps)}  # fmt: skip
     if args.out:
         write_json(args.out, res)
     print(json.dumps(res, indent=1))

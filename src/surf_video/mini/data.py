@@ -112,12 +112,18 @@ def render_clips_cached(
     return captions, out
 
 
-def eval_captions(n: int = 100, max_objects: int = 3) -> list[str]:
-    """The fixed evaluation prompt set: captions of scenes ``EVAL_SEED_BASE + i``."""
+def eval_captions(n: int = 100, max_objects: int = 3, offset: int = 0) -> list[str]:
+    """The fixed evaluation prompt set: captions of scenes ``EVAL_SEED_BASE + offset + i``.
+
+    ``offset`` 0 is the test set every adherence figure is reported on; a large offset (e.g. 1000)
+    gives a disjoint development set on which sampling settings can be chosen without tuning on the test set.
+    """
     from surf_video.world import sample_scene
 
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0, got {offset}")
     return [
-        sample_scene(np.random.default_rng(EVAL_SEED_BASE + i), max_objects=max_objects, num_frames=NUM_FRAMES).caption
+        sample_scene(np.random.default_rng(EVAL_SEED_BASE + offset + i), max_objects=max_objects, num_frames=NUM_FRAMES).caption
         for i in range(n)
     ]
 

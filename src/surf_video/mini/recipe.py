@@ -17,6 +17,7 @@ __all__ = [
     "load_recipe",
     "atomic_save_dir",
     "write_json",
+    "wallclock_decay",
 ]
 
 
@@ -74,6 +75,7 @@ class BaseRecipe:
     eval_prompts: int = 32
     log_every: int = 100
     ema_decay: float = 0.999
+    lr_decay_frac: float = 0.0  # decay the lr linearly to 5% over this final share of the time budget (a cool-down)
 
 
 @dataclass
@@ -85,6 +87,7 @@ class RefinerRecipe:
     max_steps: int = 4000
     max_minutes: float = 3.0
     latent_noise: float = 0.1  # std of the latent-level degradation
+    lr_decay_frac: float = 0.0  # decay the lr linearly to 5% over this final share of the time budget
     log_every: int = 100
 
 
@@ -112,6 +115,18 @@ def load_recipe(kind: str, path: str | os.PathLike | None = None, **overrides):
         raise ValueError(f"unknown {kind} recipe fields {sorted(unknown)}; allowed: {sorted(names)}")
     values.update(overrides)
     return cls(**values)
+
+
+def wallclock_decay(elapsed: float, budget: float, frac: float) -> float:
+    """Learning-rate factor: 1.0, then linear to 5% over the final ``frac`` of a wall-clock ``budget``.
+
+    The runs are bounded by time (a device command may take 10 minutes), not by steps, so the cool-down
+    is placed by elapsed seconds. ``frac <= 0`` disables it.
+    """
+    if frac <= 0:
+        return 1.0
+    left = (budget - elapsed) / (frac * budget)
+    return float(min(1.0, max(0.05, left)))
 
 
 def atomic_save_dir(final: str | os.PathLike, writer) -> Path:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from .build import build_scheduler, build_text_encoder, build_tokenizer, build_transformer
 from .config import MAX_SEQUENCE_LENGTH, NUM_FRAMES, OPTIMAL_SIZE, TARGET_SIZES, MiniConfig
 from .data import EVAL_SEED_BASE, eval_captions, render_clips
-from .recipe import BaseRecipe, atomic_save_dir
+from .recipe import BaseRecipe, atomic_save_dir, wallclock_decay
 from .train_vae import encode_latents
 
 __all__ = ["train_base", "text_embeddings", "render_and_encode", "generate_eval", "adherence"]
@@ -132,7 +132,8 @@ def train_base(recipe: BaseRecipe, vae_dir: str | Path, out_dir: str | Path, res
         tokenizer = build_tokenizer()
         text_encoder = build_text_encoder(len(tokenizer), cfg.text_encoder)
         transformer = build_transformer(cfg.transformer, z_dim=vae.config.z_dim, text_dim=cfg.text_encoder.d_model)
-    text_encoder.to(dev).train()
+    # text_lr 0 freezes the text encoder: a refiner trained beside this run against the same encoder stays valid
+    text_encoder.to(dev).train().requires_grad_(recipe.text_lr > 0)
     transformer.to(dev).train()
     ema_te = copy.deepcopy(text_encoder).eval().requires_grad_(False)
     ema_tr = copy.deepcopy(transformer).eval().requires_grad_(False)
@@ -172,8 +173,10 @@ def train_base(recipe: BaseRecipe, vae_dir: str | Path, out_dir: str | Path, res
         eps = torch.randn(x0.shape, device=dev, generator=gen)
         zt = (1 - s.view(-1, 1, 1, 1, 1)) * x0 + s.view(-1, 1, 1, 1, 1) * eps
         pad_len = int(rng.choice(recipe.pad_lengths))
+        factor = min(1.0, (step + 1) / recipe.warmup_steps) * wallclock_decay(
+            time.time() - t0, recipe.max_minutes * 60, recipe.lr_decay_frac)  # fmt: skip
         for i, g in enumerate(opt.param_groups):
-            g["lr"] = (recipe.lr, recipe.text_lr)[i] * min(1.0, (step + 1) / recipe.warmup_steps)
+            g["lr"] = (recipe.lr, recipe.text_lr)[i] * factor
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             emb = text_embeddings(text_encoder, ids, mask, pad_len)
             pred = transformer(hidden_states=zt, timestep=s * 1000, encoder_hidden_states=emb, return_dict=False)[0]

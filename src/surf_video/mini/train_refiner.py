@@ -26,7 +26,7 @@ from surf_video.core.flow_map import flow_map_sample, upsample_latent
 from .build import build_refiner
 from .config import MAX_SEQUENCE_LENGTH, PREVIEW_SIZE, TARGET_SIZES, MiniConfig
 from .data import render_clips
-from .recipe import RefinerRecipe, atomic_save_dir
+from .recipe import RefinerRecipe, atomic_save_dir, wallclock_decay
 from .train_base import text_embeddings
 from .train_vae import encode_latents
 
@@ -93,7 +93,9 @@ def vsr_eval(refiner, vae, text_encoder, tokenizer, seeds, steps: int = 10) -> d
     render (PSNR in dB, SSIM), as is the bicubic upsampling of the 64 px render. Two more rows say
     where the refiner stands in latent space: ``latent_upsample`` decodes its input (the upsampled LR
     latent, what it starts from) and ``vae_roundtrip`` decodes the encoded HR render itself, the
-    ceiling of any method that ends in this VAE's decoder.
+    ceiling of any method that ends in this VAE's decoder. ``decoded_bicubic`` decodes the 64 px latent
+    at 64 px and upsamples the pixels bicubically: the alternative to the refiner for a SURF preview,
+    which exists only as a latent.
     """
     dev = next(refiner.parameters()).device
     seeds = list(seeds)
@@ -103,10 +105,13 @@ def vsr_eval(refiner, vae, text_encoder, tokenizer, seeds, steps: int = 10) -> d
     tok = tokenizer(caps, padding="max_length", max_length=MAX_SEQUENCE_LENGTH, truncation=True, return_tensors="pt")
     emb = text_embeddings(text_encoder, tok.input_ids.to(dev), tok.attention_mask.to(dev), MAX_SEQUENCE_LENGTH)
     res = {"n_clips": len(seeds), "steps": steps}
+    lr_dec = torch.cat([decode_latents(vae, z_small[i : i + 8]) for i in range(0, len(seeds), 8)])
+    lr_dec = lr_dec.permute(0, 2, 1, 3, 4).flatten(0, 1)  # [N*T, 3, 64, 64] in [0, 1]
     for size in TARGET_SIZES:
         hr = _to01(torch.from_numpy(vids[size])).to(dev)
         lr = _to01(lr_u8).to(dev)
         bic = F.interpolate(lr, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+        dec_bic = F.interpolate(lr_dec, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
         z_hr = encode_latents(vae, torch.from_numpy(vids[size]).to(dev)).to(dev)
         lat = (size // 8, size // 8)
 
@@ -120,7 +125,7 @@ def vsr_eval(refiner, vae, text_encoder, tokenizer, seeds, steps: int = 10) -> d
             rt.append(frames(z_hr[i : i + 8]))
         row = {}
         for name, v in (("refiner", torch.cat(out)), ("bicubic", bic), ("latent_upsample", torch.cat(up)),
-                        ("vae_roundtrip", torch.cat(rt))):  # fmt: skip
+                        ("vae_roundtrip", torch.cat(rt)), ("decoded_bicubic", dec_bic)):  # fmt: skip
             row[f"{name}_psnr"], row[f"{name}_ssim"] = _psnr01(v, hr), ssim(v, hr)
         res[str(size)] = row
     return res
@@ -181,7 +186,8 @@ def train_refiner(recipe: RefinerRecipe, pipe_dir: str | Path, out_dir: str | Pa
         drop = (torch.rand(bs, device=dev, generator=gen) < 0.1).view(-1, 1, 1)
         emb = torch.where(drop, emb_empty, emb_all[idx])
         for g in opt.param_groups:
-            g["lr"] = recipe.lr * min(1.0, (step + 1) / 100)
+            g["lr"] = recipe.lr * min(1.0, (step + 1) / 100) * wallclock_decay(
+                time.time() - t0, recipe.max_minutes * 60, recipe.lr_decay_frac)  # fmt: skip
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             pred = refiner(hidden_states=zt, timestep=t * 1000, encoder_hidden_states=emb, return_dict=False)[0]
         loss = F.mse_loss(pred.float(), z_lr - z_hr)

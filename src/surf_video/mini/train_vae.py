@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .build import build_vae
 from .config import OPTIMAL_SIZE, TARGET_SIZES
 from .data import EVAL_SEED_BASE, render_clips, render_clips_cached
-from .recipe import VAERecipe, atomic_save_dir
+from .recipe import VAERecipe, atomic_save_dir, wallclock_decay
 
 __all__ = ["train_vae", "encode_latents", "latent_stats", "psnr", "recon_adherence"]
 
@@ -128,7 +128,8 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
     while step < recipe.max_steps and (time.time() - t0) < budget:
         image = torch.rand(1, generator=gen).item() < recipe.image_fraction
         x = _batch(data_r, data_hr, img_bs if image else recipe.batch_size, gen, dev, recipe.crop, 1 if image else recipe.frames)
-        lr = recipe.lr * min(1.0, (step + 1) / max(recipe.warmup_steps, 1)) * _decay(time.time() - t0, budget, recipe.lr_decay_frac)
+        warm = min(1.0, (step + 1) / max(recipe.warmup_steps, 1))
+        lr = recipe.lr * warm * wallclock_decay(time.time() - t0, budget, recipe.lr_decay_frac)
         for g in opt.param_groups:
             g["lr"] = lr
         # A deterministic autoencoder with latent-noise augmentation: sampling the posterior at its
@@ -180,14 +181,6 @@ def train_vae(recipe: VAERecipe, out_dir: str | Path, resume: str | Path | None 
     }
     atomic_save_dir(out_dir, lambda d: vae.save_pretrained(d, safe_serialization=True))
     return metrics
-
-
-def _decay(elapsed: float, budget: float, frac: float) -> float:
-    """Linear lr decay to 5% over the final ``frac`` of a wall-clock ``budget`` (1.0 before it)."""
-    if frac <= 0:
-        return 1.0
-    left = (budget - elapsed) / (frac * budget)
-    return float(min(1.0, max(0.05, left)))
 
 
 @torch.no_grad()
