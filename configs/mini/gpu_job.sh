@@ -6,6 +6,7 @@
 #              (evaluator_on_reconstructions in vae.json) is high enough to train a base);
 #   STAGE=1: VAE (or the one in .mini_ckpt/vae.tar.* if there), then base (and a refiner when REF_TIMEOUT=seconds is set);
 #   STAGE=2: base resumed from .mini_ckpt/pipe (else the shipped assets), then refiner (NO_REF=1: base only);
+#   STAGE=refiner: a refiner alone against the shipped pipeline's frozen VAE and text encoder (REF_ARGS);
 #   STAGE=all: VAE, base and refiner in one command;
 #   STAGE=par: from the shipped assets, three processes side by side on the one GPU: a decoder-only VAE fine-tune
 #              (VAE_ARGS), the base with its text encoder frozen (BASE_ARGS) and a refiner (REF_ARGS; it needs only
@@ -47,6 +48,10 @@ elif [ "$STAGE" = 1 ]; then
     timeout $REF_TIMEOUT $SURF refiner --config configs/mini/refiner.yaml --pipe $W/pipe --out $W/pipe/refiner --metrics $OUT/refiner.json ${REF_ARGS} 2>&1 | filt | tee -a $OUT/log.txt
   fi
   PACK="pipe"
+elif [ "$STAGE" = refiner ]; then
+  $SURF refiner --config configs/mini/refiner.yaml --pipe src/surf_video/assets/surf-mini --out $W/refiner \
+    --metrics $OUT/refiner.json ${REF_ARGS:-} 2>&1 | filt > $OUT/refiner_log.txt && pack refiner refiner
+  bundle; exit 0
 elif [ "$STAGE" = par ]; then
   SHIP=src/surf_video/assets/surf-mini
   TL=${PART_TIMEOUT:-560}  # each part is killed after this many seconds, so that the others still come back
