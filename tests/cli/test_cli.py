@@ -69,3 +69,20 @@ def test_cache_flag_parsing():
         parse_cache("teacache:1")
     with pytest.raises(ValueError, match="--cache"):
         parse_cache("fbc:abc")
+
+
+def test_cache_flag_shares_the_benchmarks_syntax_and_defaults():
+    from surf_video.bench.signature_accel import DEFAULTS
+    from surf_video.cli.generate import parse_cache
+
+    assert parse_cache("fbcache").threshold == parse_cache("fbc").threshold == DEFAULTS["fbcache"]["threshold"]
+    ts = parse_cache("taylorseer:3:2")
+    assert (ts.cache_interval, ts.disable_cache_before_step) == (3, 2)
+    assert "^transformer_blocks.*attn" in ts.cache_identifiers  # HunyuanVideo's patterns too
+    fora = parse_cache("fora")
+    assert (fora.cache_interval, fora.disable_cache_before_step) == (4, 3)
+    assert r"^transformer_blocks\.\d+$" in fora.cache_identifiers
+    for bad, msg in (("fora:0", "INTERVAL >= 1"), ("compile", "--cache must be"), ("fbc,fora", "--cache must be"),
+                     ("fora:1:2:3", "at most 2")):
+        with pytest.raises(ValueError, match=msg):
+            parse_cache(bad)

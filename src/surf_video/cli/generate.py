@@ -20,8 +20,9 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="regional torch.compile of the repeated blocks")
     p.add_argument("--quantize", default=None, choices=["fp8"], help="torchao fp8 linears (GPU, surf-video[fast])")
     p.add_argument("--cache", default=None,
-                   help="base transformer cache: fbc:THRESHOLD (FirstBlockCache), taylorseer:INTERVAL or "
-                        "fora:INTERVAL (TaylorSeer of order 0 on whole blocks: fits Wan 14B on one 80 GB GPU)")
+                   help="base transformer cache, as in `surf bench`: fbcache[:THRESHOLD] (FirstBlockCache; alias fbc), "
+                        "taylorseer[:INTERVAL[:WARMUP]] or fora[:INTERVAL[:WARMUP]] (TaylorSeer of order 0 on whole "
+                        "blocks: fits Wan 14B on one 80 GB GPU)")
 
 
 def _sample_args(p: argparse.ArgumentParser) -> None:
@@ -61,26 +62,29 @@ def _call_kwargs(args) -> dict:
 
 
 def parse_cache(spec: str | None):
-    """``fbc:0.05`` -> FirstBlockCacheConfig(threshold=0.05); ``taylorseer:4`` / ``fora:4`` -> TaylorSeerCacheConfig(...)."""
+    """``--cache`` to a diffusers cache config, in the benchmarks' syntax and defaults
+    (:func:`surf_video.bench.signature_accel.parse_accelerations`): ``fbcache[:THRESHOLD]`` (alias ``fbc``),
+    ``taylorseer[:INTERVAL[:WARMUP]]`` or ``fora[:INTERVAL[:WARMUP]]``. TaylorSeer and FORA cache the blocks of
+    every supported base (Wan's and HunyuanVideo's patterns), as the base is not known here.
+    """
     if spec is None:
         return None
-    kind, _, value = spec.partition(":")
+    from ..bench.signature_accel import parse_accelerations
+    from ..pipelines.accel import BLOCK_IDENTIFIERS, TAYLORSEER_IDENTIFIERS
+
+    name, sep, rest = spec.strip().partition(":")
+    spec = ("fbcache" if name == "fbc" else name) + sep + rest
     try:
-        if kind == "fbc":
-            from diffusers import FirstBlockCacheConfig
-
-            return FirstBlockCacheConfig(threshold=float(value or 0.05))
-        if kind == "taylorseer":
-            from ..pipelines.accel import taylorseer_config
-
-            return taylorseer_config(cache_interval=int(value or 4))
-        if kind == "fora":
-            from ..pipelines.accel import fora_config
-
-            return fora_config(cache_interval=int(value or 4))
+        specs = parse_accelerations(spec) if "," not in spec else []
     except ValueError as err:
-        raise ValueError(f"--cache: bad value in {spec!r}: {err}") from err
-    raise ValueError(f"--cache must be fbc:THRESHOLD, taylorseer:INTERVAL or fora:INTERVAL, got {spec!r}")
+        raise ValueError(str(err).replace("--accelerations:", "--cache:", 1)) from None
+    if len(specs) != 1 or not specs[0].is_cache:
+        raise ValueError("--cache must be fbcache[:THRESHOLD] (alias fbc), taylorseer[:INTERVAL[:WARMUP]] or "
+                         f"fora[:INTERVAL[:WARMUP]], got {spec!r}")
+    s = specs[0]
+    if s.name in ("taylorseer", "fora"):
+        s.params["cache_identifiers"] = list(TAYLORSEER_IDENTIFIERS if s.name == "taylorseer" else BLOCK_IDENTIFIERS)
+    return s.kwargs()["cache"]
 
 
 def _parallel_args(p: argparse.ArgumentParser) -> None:
