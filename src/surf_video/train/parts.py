@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from surf_video.core.flow_map import flow_map_interpolate, flow_map_velocity
+from surf_video.core.flow_map import flow_map_interpolate, flow_map_sample, flow_map_velocity
 from surf_video.train.config import ModelConfig, TimestepConfig, TrainConfig
 from surf_video.train.data import ProceduralDataset, VideoClipDataset, load_callable, scan_videos, synthetic_sample
 from surf_video.train.latents import CachedLatentDataset
@@ -91,14 +91,13 @@ def flow_mapping_loss(model, z_hr, z_lr, text, t) -> torch.Tensor:
 
 @torch.no_grad()
 def refine(model, z_lr: torch.Tensor, text: torch.Tensor, num_steps: int = 10) -> torch.Tensor:
-    """Euler integration of ``dz/dt = v`` from t=1 (``z_lr``) to t=0; returns the refined latent."""
-    z = z_lr.clone()
-    ts = torch.linspace(1.0, 0.0, num_steps + 1)
-    for a, b in zip(ts[:-1], ts[1:]):
-        t = torch.full((z.shape[0],), float(a), device=z.device)
-        v = model(hidden_states=z, timestep=t * 1000, encoder_hidden_states=text, return_dict=False)[0]
-        z = z + (float(b) - float(a)) * v.to(z.dtype)
-    return z
+    """Validation sampling: :func:`~surf_video.core.flow_map.flow_map_sample` (Euler from t=1 at ``z_lr`` to t=0,
+    uniform steps) with a refiner ``model`` conditioned on ``text``; returns the refined latent."""
+
+    def fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return model(hidden_states=z, timestep=t * 1000, encoder_hidden_states=text, return_dict=False)[0]
+
+    return flow_map_sample(fn, z_lr, num_steps=num_steps)
 
 
 def lr_lambda(warmup: int, total: int, schedule: str):
