@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections import defaultdict
 
 import numpy as np
@@ -19,14 +18,13 @@ import torch
 import torch.nn.functional as F
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:  # images in [0, 1]
-    return 10 * math.log10(1.0 / max(F.mse_loss(a, b).item(), 1e-12))
-
-
 @torch.no_grad()
 def main(argv=None) -> dict:
+    from surf_video.mini.config import NUM_FRAMES
+    from surf_video.mini.data import video_to_tensor
     from surf_video.mini.loading import load_surf_mini
     from surf_video.mini.train_refiner import VSR_SEED_BASE
+    from surf_video.mini.train_vae import psnr
     from surf_video.world import render_scene, sample_scene
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -39,15 +37,13 @@ def main(argv=None) -> dict:
     vae = load_surf_mini(device="cpu").vae
     rows = defaultdict(lambda: {"vae_roundtrip": [], "bicubic": []})
     for i in range(args.clips):
-        scene = sample_scene(np.random.default_rng(VSR_SEED_BASE + i), max_objects=3, num_frames=17)
-        hr, lr = (torch.from_numpy(np.asarray(render_scene(scene, size=s, num_frames=17)[0], np.float32) / 255)
-                  for s in (args.size, 64))  # fmt: skip
-        x = hr.permute(3, 0, 1, 2)[None] * 2 - 1  # [1, 3, T, H, W] in [-1, 1]
-        rec = (vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1) + 1) / 2
-        hr_f = hr.permute(0, 3, 1, 2)  # [T, 3, H, W]
-        bic = F.interpolate(lr.permute(0, 3, 1, 2), size=hr_f.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-        rows[scene.background]["vae_roundtrip"].append(_psnr(rec[0].permute(1, 0, 2, 3), hr_f))
-        rows[scene.background]["bicubic"].append(_psnr(bic, hr_f))
+        scene = sample_scene(np.random.default_rng(VSR_SEED_BASE + i), max_objects=3, num_frames=NUM_FRAMES)
+        hr, lr = (video_to_tensor(np.asarray(render_scene(scene, size=s, num_frames=NUM_FRAMES)[0], np.uint8))
+                  for s in (args.size, 64))  # fmt: skip  [1, 3, T, S, S] in [-1, 1]
+        rec = vae.decode(vae.encode(hr).latent_dist.mean).sample
+        bic = F.interpolate(lr[0].transpose(0, 1), size=hr.shape[-2:], mode="bicubic", align_corners=False)
+        rows[scene.background]["vae_roundtrip"].append(psnr(rec, hr))
+        rows[scene.background]["bicubic"].append(psnr(bic, hr[0].transpose(0, 1)))  # psnr clamps to [-1, 1]
         print(f"clip {i} {scene.background}: VAE {rows[scene.background]['vae_roundtrip'][-1]:.1f} dB, "
               f"bicubic {rows[scene.background]['bicubic'][-1]:.1f} dB", flush=True)
     res = {"size": args.size, "clips": args.clips, "first_seed": VSR_SEED_BASE,

@@ -107,9 +107,9 @@ def vsr_eval(refiner, vae, text_encoder, tokenizer, seeds, steps: int = 10) -> d
     res = {"n_clips": len(seeds), "steps": steps}
     lr_dec = torch.cat([decode_latents(vae, z_small[i : i + 8]) for i in range(0, len(seeds), 8)])
     lr_dec = lr_dec.permute(0, 2, 1, 3, 4).flatten(0, 1)  # [N*T, 3, 64, 64] in [0, 1]
+    lr = _to01(lr_u8).to(dev)  # the 64 px render, the same for both target sizes
     for size in TARGET_SIZES:
         hr = _to01(torch.from_numpy(vids[size])).to(dev)
-        lr = _to01(lr_u8).to(dev)
         bic = F.interpolate(lr, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
         dec_bic = F.interpolate(lr_dec, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
         z_hr = encode_latents(vae, torch.from_numpy(vids[size]).to(dev)).to(dev)
