@@ -8,6 +8,8 @@
 #   STAGE=2: base resumed from .mini_ckpt/pipe (else the shipped assets), then refiner (NO_REF=1: base only);
 #   STAGE=refiner: a refiner alone against the shipped pipeline's frozen VAE and text encoder (REF_ARGS);
 #   STAGE=all: VAE, base and refiner in one command;
+#   STAGE=base: the base alone from the tree's assets, text encoder frozen (BASE_ARGS, e.g. --set grow_layers=16),
+#              back as transformer.tar.*; then gpu_eval.sh on EVAL="name:transformer:size:guidance:offset ...";
 #   STAGE=par: from the shipped assets, three processes side by side on the one GPU: a decoder-only VAE fine-tune
 #              (VAE_ARGS), the base with its text encoder frozen (BASE_ARGS) and a refiner (REF_ARGS; it needs only
 #              the frozen encoders, so all three results fit together), plus a sampling sweep of the shipped
@@ -51,6 +53,18 @@ elif [ "$STAGE" = 1 ]; then
 elif [ "$STAGE" = refiner ]; then
   $SURF refiner --config configs/mini/refiner.yaml --pipe src/surf_video/assets/surf-mini --out $W/refiner \
     --metrics $OUT/refiner.json ${REF_ARGS:-} 2>&1 | filt > $OUT/refiner_log.txt && pack refiner refiner
+  bundle; exit 0
+elif [ "$STAGE" = base ]; then
+  # the base alone, resumed from the transformer in the tree's assets (swap a candidate in there to chain commands),
+  # text encoder frozen (the shipped refiner stays valid); then adherence of the result on EVAL specs (gpu_eval.sh)
+  SHIP=src/surf_video/assets/surf-mini
+  $SURF base --config configs/mini/base.yaml --vae $SHIP/vae --resume $SHIP --out $W/pipe --metrics $OUT/base.json \
+    --set text_lr=0 ${BASE_ARGS:-} 2>&1 | filt > $OUT/base_log.txt && pack pipe/transformer transformer
+  tail -3 $OUT/base_log.txt
+  if [ -n "${EVAL:-}" ] && [ -d $W/pipe/transformer ]; then
+    rm -rf .mini_ckpt/cand/transformer && mkdir -p .mini_ckpt/cand && cp -r $W/pipe/transformer .mini_ckpt/cand/transformer
+    bash configs/mini/gpu_eval.sh $OUT $EVAL
+  fi
   bundle; exit 0
 elif [ "$STAGE" = par ]; then
   SHIP=src/surf_video/assets/surf-mini

@@ -223,3 +223,25 @@ def test_train_vae_decoder_only_keeps_the_encoder_and_latent_space(tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
     cfg_a = json.loads((tmp_path / "a" / "config.json").read_text())
     assert m["latents_mean"] == cfg_a["latents_mean"] and m["latents_std"] == cfg_a["latents_std"]
+
+
+def test_deepen_transformer_computes_the_same_function_and_trains_the_new_blocks():
+    from surf_video.mini.build import build_transformer, deepen_transformer
+
+    torch.manual_seed(0)
+    small = build_transformer(TransformerConfig(num_attention_heads=2, attention_head_dim=8, num_layers=3, ffn_dim=32,
+                                                freq_dim=16), z_dim=4, text_dim=8).eval()  # fmt: skip
+    grown = deepen_transformer(small, 7).eval()
+    assert grown.config.num_layers == 7 and len(grown.blocks) == 7
+    x, t, emb = torch.randn(2, 4, 2, 4, 4), torch.tensor([100.0, 900.0]), torch.randn(2, 5, 8)
+    with torch.no_grad():
+        a = small(hidden_states=x, timestep=t, encoder_hidden_states=emb, return_dict=False)[0]
+        b = grown(hidden_states=x, timestep=t, encoder_hidden_states=emb, return_dict=False)[0]
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    # the old blocks are spread out in order (slots round(i * 7 / 3) = 0, 2, 5) and the new ones can learn
+    torch.testing.assert_close(grown.blocks[5].attn1.to_q.weight, small.blocks[2].attn1.to_q.weight)
+    loss = grown(hidden_states=x, timestep=t, encoder_hidden_states=emb, return_dict=False)[0].square().mean()
+    loss.backward()
+    assert grown.blocks[1].ffn.net[2].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="num_layers must be >= the current depth 3"):
+        deepen_transformer(small, 2)

@@ -22,6 +22,7 @@ __all__ = [
     "build_text_encoder",
     "build_vae",
     "build_transformer",
+    "deepen_transformer",
     "build_scheduler",
     "build_refiner",
     "build_pipeline",
@@ -160,6 +161,45 @@ def build_transformer(cfg: TransformerConfig | None = None, z_dim: int = 16, tex
         qk_norm="rms_norm_across_heads",
         eps=1e-6,
     )
+
+
+def deepen_transformer(transformer, num_layers: int):
+    """A deeper copy of a ``WanTransformer3DModel`` that computes exactly the same function.
+
+    The trained blocks keep their order, spread evenly among the new ones; each new block starts
+    as the identity (the output projections of its self-attention, cross-attention and
+    feed-forward are zero, so every residual branch adds 0) and learns from there. This is how a
+    trained base grows when it runs out of capacity, without starting over.
+
+    Args:
+        transformer: the trained model (its config gives everything but the depth).
+        num_layers: the new depth, at least the current one.
+
+    Returns:
+        A new ``WanTransformer3DModel`` with ``num_layers`` blocks, on the same device and dtype.
+    """
+    from diffusers import WanTransformer3DModel
+
+    old = transformer.config.num_layers
+    if num_layers < old:
+        raise ValueError(f"num_layers must be >= the current depth {old}, got {num_layers}")
+    cfg = {k: v for k, v in transformer.config.items() if not k.startswith("_")}
+    grown = WanTransformer3DModel(**{**cfg, "num_layers": num_layers})
+    p = next(transformer.parameters())
+    grown.to(device=p.device, dtype=p.dtype)
+    # old block i goes to slot round(i * num_layers / old): 8 -> 16 puts them at 0, 2, 4, ...
+    slots = {round(i * num_layers / old): i for i in range(old)}
+    state = {k: v for k, v in transformer.state_dict().items() if not k.startswith("blocks.")}
+    grown.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        for j, block in enumerate(grown.blocks):
+            if j in slots:
+                block.load_state_dict(transformer.blocks[slots[j]].state_dict())
+                continue
+            for lin in (block.attn1.to_out[0], block.attn2.to_out[0], block.ffn.net[2]):
+                lin.weight.zero_()
+                lin.bias.zero_()
+    return grown
 
 
 def build_scheduler(flow_shift: float = FLOW_SHIFT):

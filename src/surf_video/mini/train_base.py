@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .build import build_scheduler, build_text_encoder, build_tokenizer, build_transformer
+from .build import build_scheduler, build_text_encoder, build_tokenizer, build_transformer, deepen_transformer
 from .config import MAX_SEQUENCE_LENGTH, NUM_FRAMES, OPTIMAL_SIZE, TARGET_SIZES, MiniConfig
 from .data import EVAL_SEED_BASE, eval_captions, render_clips
 from .recipe import BaseRecipe, atomic_save_dir, wallclock_decay
@@ -100,9 +100,9 @@ def _evaluate_one(job) -> dict:
 
 
 def _ema_update(ema, model, decay):
+    # one fused kernel per dtype group instead of one per parameter: the small model's steps are launch-bound
     with torch.no_grad():
-        for pe, pm in zip(ema.parameters(), model.parameters()):
-            pe.lerp_(pm.detach(), 1 - decay)
+        torch._foreach_lerp_(list(ema.parameters()), [p.detach() for p in model.parameters()], 1 - decay)
 
 
 def _make_pipe(tokenizer, text_encoder, vae, transformer):
@@ -132,6 +132,9 @@ def train_base(recipe: BaseRecipe, vae_dir: str | Path, out_dir: str | Path, res
         tokenizer = build_tokenizer()
         text_encoder = build_text_encoder(len(tokenizer), cfg.text_encoder)
         transformer = build_transformer(cfg.transformer, z_dim=vae.config.z_dim, text_dim=cfg.text_encoder.d_model)
+    if recipe.grow_layers and recipe.grow_layers != transformer.config.num_layers:
+        print(f"deepening the transformer: {transformer.config.num_layers} -> {recipe.grow_layers} blocks", flush=True)
+        transformer = deepen_transformer(transformer, recipe.grow_layers)
     # text_lr 0 freezes the text encoder: a refiner trained beside this run against the same encoder stays valid
     text_encoder.to(dev).train().requires_grad_(recipe.text_lr > 0)
     transformer.to(dev).train()
@@ -188,7 +191,8 @@ def train_base(recipe: BaseRecipe, vae_dir: str | Path, out_dir: str | Path, res
         step += 1
         decay = min(recipe.ema_decay, (1 + step) / (10 + step))
         _ema_update(ema_tr, transformer, decay)
-        _ema_update(ema_te, text_encoder, decay)
+        if recipe.text_lr > 0:  # a frozen text encoder's EMA is itself
+            _ema_update(ema_te, text_encoder, decay)
         hist.append(loss.item() if step % 10 == 0 else None)
         if step % recipe.log_every == 0:
             recent = [h for h in hist[-recipe.log_every :] if h is not None]
