@@ -87,3 +87,25 @@ def test_upscale_existing_video(surf, tmp_path):
                          refine_steps=2)
     assert read_video(tmp_path / "out.mp4").shape == (5, 64, 64, 3)
     assert info["height"] == 64
+
+
+def test_upscale_back_projection_pulls_the_output_to_the_input(surf, tmp_path):
+    import numpy as np
+    import torch.nn.functional as F
+
+    from surf_video.api import upscale_video
+    from surf_video.io.video import read_video, write_video
+
+    yy, xx = np.mgrid[0:32, 0:32] / 31.0  # smooth frames: the codec keeps them nearly intact
+    frames = np.stack([np.stack([yy, xx, (yy + xx + t / 5) % 1.0], -1) for t in range(5)])
+    write_video(tmp_path / "in.mp4", (frames * 255).astype(np.uint8))
+    src = torch.from_numpy(read_video(tmp_path / "in.mp4")).permute(0, 3, 1, 2).float() / 255
+    errs = []
+    for n in (0, 5):
+        upscale_video(surf, tmp_path / "in.mp4", tmp_path / f"out{n}.mp4", height=64, width=64, refine_steps=2,
+                      back_projection=n)
+        out = torch.from_numpy(read_video(tmp_path / f"out{n}.mp4")).permute(0, 3, 1, 2).float() / 255
+        errs.append((F.interpolate(out, size=(32, 32), mode="area") - src).abs().mean().item())
+    assert errs[1] < 0.25 * errs[0], errs  # random refiner weights: far from the input until back-projected
+    with pytest.raises(ValueError, match="back_projection must be >= 0"):
+        upscale_video(surf, tmp_path / "in.mp4", tmp_path / "x.mp4", height=64, width=64, back_projection=-1)

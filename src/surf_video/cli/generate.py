@@ -168,7 +168,8 @@ def _upscale(args) -> int:
 
     summary = upscale_video(_load(args), args.input, args.out, height=args.height, width=args.width,
                             prompt=args.prompt, refine_steps=args.refine_steps, seed=args.seed, fps=args.fps,
-                            vae_tiling=args.vae_tiling, max_sequence_length=_max_seq(args.base))
+                            vae_tiling=args.vae_tiling, max_sequence_length=_max_seq(args.base),
+                            back_projection=args.back_projection)
     print(json.dumps(summary))
     return 0
 
@@ -202,6 +203,9 @@ def register(sub) -> None:
         else:
             p.add_argument("input")
             p.add_argument("--prompt", default="")
+            p.add_argument("--back-projection", type=int, default=0, metavar="N",
+                           help="pull the result towards the input's pixels with N back-projection iterations "
+                                "(3 is plenty; 0 = off, the refiner alone)")
         p.add_argument("--out", required=True)
         p.add_argument("--height", type=int, required=True)
         p.add_argument("--width", type=int, required=True)

@@ -1,5 +1,6 @@
 """The SURF math as pure functions on tensors (no diffusers import)."""
 
+from .backproject import back_project
 from .reshift import (
     RENOISE_MODES,
     RESIZE_MODES,
@@ -16,6 +17,7 @@ __all__ = [
     "RENOISE_MODES",
     "RESIZE_MODES",
     "Stage",
+    "back_project",
     "estimate_x0",
     "make_stage_plan",
     "relative_change",

@@ -68,11 +68,15 @@ class VAEConfig:
 
 @dataclass
 class TransformerConfig:
-    """A small ``WanTransformer3DModel`` (patch 1x2x2 like Wan 2.1)."""
+    """A small ``WanTransformer3DModel`` (patch 1x2x2 like Wan 2.1).
+
+    The shipped base (v5) has 16 blocks: 8 were trained first (~15k steps), then
+    :func:`surf_video.mini.build.deepen_transformer` grew it to 16 (``grow_layers``) and training went on.
+    """
 
     num_attention_heads: int = 4
     attention_head_dim: int = 64
-    num_layers: int = 8
+    num_layers: int = 16
     ffn_dim: int = 1024
     freq_dim: int = 128
     rope_max_seq_len: int = 256

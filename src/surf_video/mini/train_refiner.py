@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from surf_video.core.backproject import back_project
 from surf_video.core.flow_map import flow_map_sample, upsample_latent
 
 from .build import build_refiner
@@ -95,7 +96,10 @@ def vsr_eval(refiner, vae, text_encoder, tokenizer, seeds, steps: int = 10) -> d
     latent, what it starts from) and ``vae_roundtrip`` decodes the encoded HR render itself, the
     ceiling of any method that ends in this VAE's decoder. ``decoded_bicubic`` decodes the 64 px latent
     at 64 px and upsamples the pixels bicubically: the alternative to the refiner for a SURF preview,
-    which exists only as a latent.
+    which exists only as a latent. ``refiner_backproj`` and ``bicubic_backproj`` pull the refiner's and
+    bicubic's frames towards the 64 px render (:func:`surf_video.core.back_project`, 3 iterations): what
+    ``surf upscale --back-projection 3`` does when the low-resolution pixels exist;
+    ``vae_roundtrip_backproj`` is the ceiling of that (the HR render's round trip, back-projected).
     """
     dev = next(refiner.parameters()).device
     seeds = list(seeds)
@@ -123,9 +127,11 @@ def vsr_eval(refiner, vae, text_encoder, tokenizer, seeds, steps: int = 10) -> d
             out.append(frames(refine_latents(refiner, z_small[i : i + 8], lat, emb[i : i + 8], steps)))
             up.append(frames(upsample_latent(z_small[i : i + 8].float(), lat)))
             rt.append(frames(z_hr[i : i + 8]))
-        row = {}
-        for name, v in (("refiner", torch.cat(out)), ("bicubic", bic), ("latent_upsample", torch.cat(up)),
-                        ("vae_roundtrip", torch.cat(rt)), ("decoded_bicubic", dec_bic)):  # fmt: skip
+        row, out, rt = {}, torch.cat(out), torch.cat(rt)
+        for name, v in (("refiner", out), ("bicubic", bic), ("latent_upsample", torch.cat(up)),
+                        ("vae_roundtrip", rt), ("decoded_bicubic", dec_bic),
+                        ("refiner_backproj", back_project(out, lr)), ("bicubic_backproj", back_project(bic, lr)),
+                        ("vae_roundtrip_backproj", back_project(rt, lr))):  # fmt: skip
             row[f"{name}_psnr"], row[f"{name}_ssim"] = _psnr01(v, hr), ssim(v, hr)
         res[str(size)] = row
     return res

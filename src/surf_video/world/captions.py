@@ -13,7 +13,7 @@ Example: ``"a big red circle moving left and a small white star spinning on a bl
 
 from __future__ import annotations
 
-from .scene import BACKGROUNDS, BG_COLORS, COLORS, MOTIONS, SHAPES, SIZES, Scene
+from .scene import BACKGROUNDS, BG_COLORS, COLORS, SHAPES, SIZES, Scene
 
 __all__ = ["caption_of", "parse_caption", "VOCAB", "MOTION_PHRASES", "BACKGROUND_WORDS"]
 
