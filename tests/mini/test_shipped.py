@@ -116,3 +116,13 @@ def test_vsr_eval_reports_refiner_bicubic_and_the_latent_rows(pipe):
                      "bicubic_backproj", "vae_roundtrip_backproj"):
             assert 5.0 < row[f"{name}_psnr"] < 80.0 and 0.0 < row[f"{name}_ssim"] <= 1.0, (size, name, row)
         assert row["refiner_backproj_psnr"] > row["refiner_psnr"]  # the 64 px render pulls the refiner's frames closer
+
+
+def test_train_base_refuses_to_shrink_a_resumed_base(tmp_path):
+    from surf_video.mini.recipe import BaseRecipe
+    from surf_video.mini.train_base import train_base
+
+    with pytest.raises(ValueError, match="grow_layers must be >= the transformer's 16 blocks"):
+        train_base(BaseRecipe(grow_layers=8), SURF_MINI_PATH / "vae", tmp_path / "out", resume=SURF_MINI_PATH,
+                   device="cpu", final_eval=0)
+    assert not (tmp_path / "out").exists()

@@ -190,7 +190,9 @@ def deepen_transformer(transformer, num_layers: int):
     # old block i goes to slot round(i * num_layers / old): 8 -> 16 puts them at 0, 2, 4, ...
     slots = {round(i * num_layers / old): i for i in range(old)}
     state = {k: v for k, v in transformer.state_dict().items() if not k.startswith("blocks.")}
-    grown.load_state_dict(state, strict=False)
+    missing, unexpected = grown.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("blocks.") for k in missing):  # only the blocks are copied one by one
+        raise RuntimeError(f"deepen_transformer: state dicts differ outside the blocks: {unexpected or missing}")
     with torch.no_grad():
         for j, block in enumerate(grown.blocks):
             if j in slots:

@@ -132,6 +132,9 @@ def train_base(recipe: BaseRecipe, vae_dir: str | Path, out_dir: str | Path, res
         tokenizer = build_tokenizer()
         text_encoder = build_text_encoder(len(tokenizer), cfg.text_encoder)
         transformer = build_transformer(cfg.transformer, z_dim=vae.config.z_dim, text_dim=cfg.text_encoder.d_model)
+    if recipe.grow_layers and recipe.grow_layers < transformer.config.num_layers:
+        raise ValueError(f"grow_layers must be >= the transformer's {transformer.config.num_layers} blocks (or 0: "
+                         f"keep them), got {recipe.grow_layers}")  # fmt: skip
     if recipe.grow_layers and recipe.grow_layers != transformer.config.num_layers:
         print(f"deepening the transformer: {transformer.config.num_layers} -> {recipe.grow_layers} blocks", flush=True)
         transformer = deepen_transformer(transformer, recipe.grow_layers)
