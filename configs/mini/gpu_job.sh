@@ -57,12 +57,13 @@ elif [ "$STAGE" = refiner ]; then
 elif [ "$STAGE" = base ]; then
   # the base alone, resumed from the transformer in the tree's assets (swap a candidate in there to chain commands),
   # text encoder frozen (the shipped refiner stays valid); then adherence of the result on EVAL specs (gpu_eval.sh)
-  SHIP=src/surf_video/assets/surf-mini
+  SHIP=src/surf_video/assets/surf-mini; OK=""
+  rm -rf $W/pipe $W/pack_transformer  # a warm machine may hold an earlier call's weights: never evaluate those
   $SURF base --config configs/mini/base.yaml --vae $SHIP/vae --resume $SHIP --out $W/pipe --metrics $OUT/base.json \
-    --set text_lr=0 ${BASE_ARGS:-} 2>&1 | filt > $OUT/base_log.txt && pack pipe/transformer transformer
+    --final-eval 0 --set text_lr=0 ${BASE_ARGS:-} 2>&1 | filt > $OUT/base_log.txt && pack pipe/transformer transformer && OK=1
   tail -3 $OUT/base_log.txt
-  if [ -n "${EVAL:-}" ] && [ -d $W/pipe/transformer ]; then
-    rm -rf .mini_ckpt/cand/transformer && mkdir -p .mini_ckpt/cand && cp -r $W/pipe/transformer .mini_ckpt/cand/transformer
+  if [ -n "${EVAL:-}" ] && [ -n "$OK" ]; then  # score the fp16 copy that comes back, i.e. what would ship
+    rm -rf .mini_ckpt/cand/transformer && mkdir -p .mini_ckpt/cand && cp -r $W/pack_transformer/transformer .mini_ckpt/cand/transformer
     bash configs/mini/gpu_eval.sh $OUT $EVAL
   fi
   bundle; exit 0

@@ -238,14 +238,26 @@ def upscale_video(pipe: SURFPipeline, video_path: str | os.PathLike, out: str | 
                              max_sequence_length=max_sequence_length)
     video = frames_out[0]
     if back_projection:
-        from .core import back_project
-
-        sr = torch.from_numpy(np.asarray(video, dtype=np.float32)).permute(0, 3, 1, 2)  # [T, 3, H, W]
-        lr = torch.from_numpy(frames[:keep, :h, :w]).permute(0, 3, 1, 2).float() / 255
-        video = back_project(sr, lr, back_projection).permute(0, 2, 3, 1).numpy()
+        video = _back_project_frames(np.asarray(video, dtype=np.float32), frames[:keep, :h, :w], back_projection)
     video = to_uint8(video)
     write_video(out, video, fps=fps)
     return {"out": str(out), "frames": int(video.shape[0]), "height": int(video.shape[1]), "width": int(video.shape[2])}
+
+
+def _back_project_frames(video: np.ndarray, lr_u8: np.ndarray, iterations: int, chunk: int = 8) -> np.ndarray:
+    """:func:`surf_video.core.back_project` of float frames ``[T, H, W, 3]`` onto uint8 ``[T, h, w, 3]``, a few
+    frames at a time (a 1080p clip in float32 at once would take several GB per temporary)."""
+    from .core import back_project
+
+    if video.shape[0] != lr_u8.shape[0]:
+        raise ValueError(f"video: the refiner returned {video.shape[0]} frames for {lr_u8.shape[0]} input frames; "
+                         "back-projection needs one output frame per input frame")  # fmt: skip
+    out = np.empty_like(video)
+    for i in range(0, video.shape[0], chunk):
+        sr = torch.from_numpy(video[i : i + chunk]).permute(0, 3, 1, 2)  # [t, 3, H, W]
+        lr = torch.from_numpy(lr_u8[i : i + chunk]).permute(0, 3, 1, 2).float() / 255
+        out[i : i + chunk] = back_project(sr, lr, iterations).permute(0, 2, 3, 1).numpy()
+    return out
 
 
 def defaults_for(base: str) -> dict:

@@ -86,3 +86,16 @@ def test_cache_flag_shares_the_benchmarks_syntax_and_defaults():
                      ("fora:1:2:3", "at most 2")):
         with pytest.raises(ValueError, match=msg):
             parse_cache(bad)
+
+
+def test_upscale_back_projection_flag_is_parsed_and_checked(capsys):
+    args = build_parser().parse_args(["upscale", "in.mp4", "--out", "o.mp4", "--height", "64", "--width", "64",
+                                      "--back-projection", "3"])
+    assert args.back_projection == 3
+    assert build_parser().parse_args(["upscale", "in.mp4", "--out", "o.mp4", "--height", "64", "--width", "64"]
+                                     ).back_projection == 0  # off unless asked for
+    for bad in ("-1", "two"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["upscale", "in.mp4", "--out", "o.mp4", "--height", "64", "--width", "64",
+                                       "--back-projection", bad])
+        assert "--back-projection: must be an integer >= 0" in capsys.readouterr().err

@@ -36,7 +36,9 @@ def test_back_projection_leaves_a_consistent_estimate_and_zero_iterations_alone(
 @pytest.mark.parametrize("x, lr, it, msg", [
     (torch.rand(3, 8, 8), torch.rand(3, 16, 16), 1, "lr \\(16x16\\) must not be larger than x \\(8x8\\)"),
     (torch.rand(3, 16, 16), torch.rand(2, 8, 8), 1, "must share their leading dims"),
-    (torch.rand(3, 16, 16), torch.rand(3, 8, 8), -1, "iterations must be >= 0, got -1"),
+    (torch.rand(3, 16, 16), torch.rand(3, 8, 8), -1, "iterations must be an int >= 0, got -1"),
+    (torch.rand(3, 16, 16), torch.rand(3, 8, 8), 2.5, "iterations must be an int >= 0, got 2.5"),
+    (torch.rand(3, 16, 16), torch.zeros(3, 8, 8, dtype=torch.uint8), 1, "lr must be floating point"),
 ])  # fmt: skip
 def test_back_projection_errors_name_the_argument(x, lr, it, msg):
     with pytest.raises(ValueError, match=msg):

@@ -245,3 +245,17 @@ def test_deepen_transformer_computes_the_same_function_and_trains_the_new_blocks
     assert grown.blocks[1].ffn.net[2].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="num_layers must be >= the current depth 3"):
         deepen_transformer(small, 2)
+
+
+def test_deepen_transformer_keeps_each_parameters_dtype():
+    from surf_video.mini.build import build_transformer, deepen_transformer
+
+    small = build_transformer(TransformerConfig(num_attention_heads=2, attention_head_dim=8, num_layers=2, ffn_dim=32,
+                                                freq_dim=16), z_dim=4, text_dim=8).to(torch.bfloat16)  # fmt: skip
+    small.scale_shift_table.data = small.scale_shift_table.data.float()  # diffusers keeps some modules in fp32
+    for b in small.blocks:
+        b.scale_shift_table.data = b.scale_shift_table.data.float()
+    grown = deepen_transformer(small, 4)
+    dtypes = {n: p.dtype for n, p in grown.named_parameters()}
+    assert dtypes["scale_shift_table"] == torch.float32 and dtypes["blocks.1.scale_shift_table"] == torch.float32
+    assert dtypes["blocks.1.attn1.to_q.weight"] == torch.bfloat16 and dtypes["proj_out.weight"] == torch.bfloat16

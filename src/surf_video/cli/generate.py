@@ -174,6 +174,16 @@ def _upscale(args) -> int:
     return 0
 
 
+def _non_negative(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0 (iterations; 0 = off), got {text!r}")
+    return n
+
+
 def register(sub) -> None:
     p = sub.add_parser("generate", help="generate a video with SURF (preview, then refine when a refiner is loaded)")
     p.add_argument("prompt")
@@ -203,7 +213,7 @@ def register(sub) -> None:
         else:
             p.add_argument("input")
             p.add_argument("--prompt", default="")
-            p.add_argument("--back-projection", type=int, default=0, metavar="N",
+            p.add_argument("--back-projection", type=_non_negative, default=0, metavar="N",
                            help="pull the result towards the input's pixels with N back-projection iterations "
                                 "(3 is plenty; 0 = off, the refiner alone)")
         p.add_argument("--out", required=True)

@@ -24,23 +24,26 @@ def back_project(x: torch.Tensor, lr: torch.Tensor, iterations: int = 3,
 
     Args:
         x: the estimate, ``[..., H, W]`` (any leading dims: frames, channels, batch).
-        lr: the low-resolution frames it must agree with, ``[..., h, w]`` with the same leading dims
-            and ``h <= H``, ``w <= W`` (any ratio; the area average handles fractional ones).
+        lr: the low-resolution frames it must agree with, floats on the scale of ``x``, ``[..., h, w]``
+            with the same leading dims and ``h <= H``, ``w <= W`` (any ratio; at a fractional one the
+            area average is adaptive pooling, whose windows overlap slightly: an approximation).
         iterations: number of corrections; 0 returns ``x`` unchanged.
         clamp: value range to clip the result to (``None``: no clipping).
 
     Returns:
         The corrected frames, shaped like ``x``, in float32.
     """
-    if iterations < 0:
-        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"iterations must be an int >= 0, got {iterations!r}")
+    if not lr.is_floating_point():  # uint8 frames would be read on a 0-255 scale against x's 0-1
+        raise ValueError(f"lr must be floating point on the scale of x (e.g. uint8 / 255), got {lr.dtype}")
     if x.shape[:-2] != lr.shape[:-2]:
         raise ValueError(f"x and lr must share their leading dims, got {tuple(x.shape)} and {tuple(lr.shape)}")
     (hh, ww), (h, w) = x.shape[-2:], lr.shape[-2:]
     if h > hh or w > ww:
         raise ValueError(f"lr ({h}x{w}) must not be larger than x ({hh}x{ww})")
     out = x.float().reshape(-1, 1, hh, ww)  # every leading dim becomes batch: both resizes act per plane
-    low = lr.float().reshape(-1, 1, h, w)
+    low = lr.to(out.device).float().reshape(-1, 1, h, w)
     for _ in range(iterations):
         err = low - F.interpolate(out, size=(h, w), mode="area")
         out = out + F.interpolate(err, size=(hh, ww), mode="bicubic", align_corners=False)

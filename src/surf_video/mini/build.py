@@ -184,9 +184,7 @@ def deepen_transformer(transformer, num_layers: int):
     if num_layers < old:
         raise ValueError(f"num_layers must be >= the current depth {old}, got {num_layers}")
     cfg = {k: v for k, v in transformer.config.items() if not k.startswith("_")}
-    grown = WanTransformer3DModel(**{**cfg, "num_layers": num_layers})
-    p = next(transformer.parameters())
-    grown.to(device=p.device, dtype=p.dtype)
+    grown = WanTransformer3DModel(**{**cfg, "num_layers": num_layers}).to(next(transformer.parameters()).device)
     # old block i goes to slot round(i * num_layers / old): 8 -> 16 puts them at 0, 2, 4, ...
     slots = {round(i * num_layers / old): i for i in range(old)}
     state = {k: v for k, v in transformer.state_dict().items() if not k.startswith("blocks.")}
@@ -201,6 +199,14 @@ def deepen_transformer(transformer, num_layers: int):
             for lin in (block.attn1.to_out[0], block.attn2.to_out[0], block.ffn.net[2]):
                 lin.weight.zero_()
                 lin.bias.zero_()
+    # every parameter keeps the dtype of its source (diffusers keeps some in fp32 inside a bf16 model);
+    # a new block takes block 0's
+    src = dict(transformer.named_parameters())
+    for name, p in grown.named_parameters():
+        if name.startswith("blocks."):
+            j, rest = name.split(".", 2)[1:]
+            name = f"blocks.{slots.get(int(j), 0)}.{rest}"
+        p.data = p.data.to(src[name].dtype)
     return grown
 
 

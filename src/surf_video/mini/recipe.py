@@ -76,7 +76,7 @@ class BaseRecipe:
     log_every: int = 100
     ema_decay: float = 0.999
     lr_decay_frac: float = 0.0  # decay the lr linearly to 5% over this final share of the time budget (a cool-down)
-    grow_layers: int = 0  # when resuming: deepen the transformer to this many blocks first (new ones start as identity)
+    grow_layers: int = 0  # deepen the loaded (or built) transformer to this many blocks first; new ones start as identity
 
 
 @dataclass
