@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from surf_video.core.backproject import back_project
-from surf_video.core.flow_map import flow_map_sample, upsample_latent
+from surf_video.core.flow_map import upsample_latent
+from surf_video.train.parts import refine
 
 from .build import build_refiner
 from .config import MAX_SEQUENCE_LENGTH, PREVIEW_SIZE, TARGET_SIZES, MiniConfig
@@ -73,12 +74,7 @@ def decode_latents(vae, z: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def refine_latents(refiner, z_lr_small: torch.Tensor, size: tuple[int, int], text_emb: torch.Tensor, steps: int = 10):
     """Upsample preview latents to ``size`` (latent pixels) and flow-map them with the refiner."""
-    z_lr = upsample_latent(z_lr_small.float(), size)
-
-    def fn(z, t):
-        return refiner(hidden_states=z, timestep=t * 1000, encoder_hidden_states=text_emb, return_dict=False)[0]
-
-    return flow_map_sample(fn, z_lr, num_steps=steps)
+    return refine(refiner, upsample_latent(z_lr_small.float(), size), text_emb, num_steps=steps)
 
 
 def _to01(v_u8: torch.Tensor) -> torch.Tensor:
