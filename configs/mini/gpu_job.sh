@@ -15,7 +15,8 @@
 #              the frozen encoders, so all three results fit together), plus a sampling sweep of the shipped
 #              pipeline on the development prompts (SWEEP="guidance:steps:shift ..."); each part comes back alone
 #              (vae.tar.*, transformer.tar.*, refiner.tar.*) and its log is in metrics.tgz.
-# Weights come back as fp16 tar parts (<= 15 MB each) under OUTDIR.
+# Weights come back as fp16 tar parts (<= 15 MB each) under OUTDIR, files over 15 MB sharded as shipped: to ship
+# or chain a result, replace the whole component folder (rm -rf, then copy), never copy files over an old one.
 set -o pipefail
 STAGE=$1; OUT=$2; W=/tmp/w; mkdir -p $W $OUT
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl_mini/*.whl || exit 1
@@ -27,7 +28,7 @@ nvidia-smi --query-gpu=name --format=csv,noheader
 bundle() { (cd $OUT && ls *.json *.txt > /dev/null 2>&1 && tar czf metrics.tgz $(ls *.json *.txt 2>/dev/null) && rm -f *.json *.txt); ls -la $OUT; }
 # pack SRC NAME: fp16 copy of $W/SRC as tar parts $OUT/NAME.tar.aa, ab, ... (15 MB each)
 pack() { rm -rf $W/pack_$2 && mkdir -p $W/pack_$2 && cp -r $W/$1 $W/pack_$2/$2 && \
-  python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pack_$2')" && \
+  python3 -c "from surf_video.mini.export import halve_safetensors as h, shard_safetensors as s; h('$W/pack_$2'); s('$W/pack_$2')" && \
   (cd $W/pack_$2 && tar cf - $2 | split -b 15m - $OUT/$2.tar.); }
 if [ "$STAGE" = vae ]; then
   RES=""  # a chain of commands: continue the VAE that an earlier command brought back (fp16 parts in .mini_ckpt/)
@@ -106,6 +107,6 @@ else
   elif [ -d $W/ck/pipe/refiner ] && [ ! -d $W/pipe/refiner ]; then cp -r $W/ck/pipe/refiner $W/pipe/refiner; fi
   PACK="pipe"
 fi
-python3 -c "from surf_video.mini.export import halve_safetensors as h; h('$W/pipe')"
+python3 -c "from surf_video.mini.export import halve_safetensors as h, shard_safetensors as s; h('$W/pipe'); s('$W/pipe')"
 (cd $W && tar cf - $PACK | split -b 15m - $OUT/pipe.tar.)
 bundle

@@ -263,11 +263,11 @@ def _back_project_frames(video: np.ndarray, lr_u8: np.ndarray, iterations: int, 
 def defaults_for(base: str) -> dict:
     """Sampling defaults per base: the model's own frames, steps, guidance (and SURF-Mini's target size)."""
     if base == "surf-mini":
-        from .mini.config import MAX_SEQUENCE_LENGTH, NUM_FRAMES, TARGET_SIZES
+        from .mini.config import GUIDANCE_SCALE, MAX_SEQUENCE_LENGTH, NUM_FRAMES, TARGET_SIZES
 
         # 40 steps with CFG, SURF's k = 10 of 40 (the paper's split), refined to the larger target
-        return {"num_frames": NUM_FRAMES, "num_inference_steps": 40, "guidance_scale": 5.0, "switch_step": 10,
-                "max_sequence_length": MAX_SEQUENCE_LENGTH, "target_size": (TARGET_SIZES[-1],) * 2,
+        return {"num_frames": NUM_FRAMES, "num_inference_steps": 40, "guidance_scale": GUIDANCE_SCALE,
+                "switch_step": 10, "max_sequence_length": MAX_SEQUENCE_LENGTH, "target_size": (TARGET_SIZES[-1],) * 2,
                 "target_sizes": [(s, s) for s in TARGET_SIZES]}
     if base in ("tiny-wan", "tiny-hunyuan"):
         return {"num_frames": 5, "num_inference_steps": 8, "guidance_scale": 3.0, "switch_step": 3,

@@ -1,5 +1,6 @@
 """SURF-Mini building blocks: tokenizer, recipes, random-weight pipeline, fp16 export."""
 
+import inspect
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch
 
 from surf_video.mini.build import build_pipeline, build_tokenizer, caption_words
 from surf_video.mini.config import MAX_SEQUENCE_LENGTH, MiniConfig, TextEncoderConfig, TransformerConfig, VAEConfig
-from surf_video.mini.export import halve_safetensors
+from surf_video.mini.export import halve_safetensors, shard_safetensors
 from surf_video.mini.recipe import load_recipe
 from surf_video.world import VOCAB, sample_scene
 
@@ -88,6 +89,44 @@ def test_halve_safetensors_round_trip(tmp_path):
         halve_safetensors(tmp_path)
 
 
+def test_shard_safetensors_splits_big_files_and_from_pretrained_loads_them(tmp_path):
+    from diffusers import WanTransformer3DModel
+    from safetensors.torch import load_file
+
+    from surf_video.mini.loading import _has_weights
+
+    model = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=4,
+                                  out_channels=4, text_dim=16, freq_dim=16, ffn_dim=64, num_layers=3)
+    model.save_pretrained(tmp_path / "t")
+    whole = load_file(tmp_path / "t" / "diffusion_pytorch_model.safetensors")
+    size_mb = (tmp_path / "t" / "diffusion_pytorch_model.safetensors").stat().st_size / 1e6
+    shards = shard_safetensors(tmp_path, max_shard_mb=size_mb / 2.5)
+    assert len(shards) >= 3 and all(f.stat().st_size <= size_mb / 2.5 * 1e6 for f in shards)
+    assert not (tmp_path / "t" / "diffusion_pytorch_model.safetensors").exists()
+    index = json.loads((tmp_path / "t" / "diffusion_pytorch_model.safetensors.index.json").read_text())
+    assert set(index["weight_map"]) == set(whole) and set(index["weight_map"].values()) == {f.name for f in shards}
+    loaded = WanTransformer3DModel.from_pretrained(tmp_path / "t").state_dict()
+    assert all(torch.equal(loaded[k], whole[k]) for k in whole)
+    assert _has_weights(tmp_path / "t", "diffusion_pytorch_model")
+    shards[-1].write_bytes(b"version https://git-lfs.github.com/spec/v1")  # an LFS pointer: weights missing
+    assert not _has_weights(tmp_path / "t", "diffusion_pytorch_model")
+    assert shard_safetensors(tmp_path, max_shard_mb=size_mb / 2.5) == []  # already sharded: left alone
+
+
+def test_shard_safetensors_leaves_small_files_and_rejects_bad_arguments(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.randn(64, 64)}, tmp_path / "m.safetensors")
+    assert shard_safetensors(tmp_path) == [] and (tmp_path / "m.safetensors").is_file()
+    with pytest.raises(ValueError, match="max_shard_mb"):
+        shard_safetensors(tmp_path, max_shard_mb=0)
+    with pytest.raises(ValueError, match="smaller than the tensor w"):
+        shard_safetensors(tmp_path, max_shard_mb=0.001)
+    assert (tmp_path / "m.safetensors").is_file()  # nothing lost
+    with pytest.raises(FileNotFoundError, match="folder"):
+        shard_safetensors(tmp_path / "nope")
+
+
 def test_cli_registers_mini_train_and_eval():
     from surf_video.cli.main import build_parser
 
@@ -96,6 +135,13 @@ def test_cli_registers_mini_train_and_eval():
     assert a.part == "base" and a.max_minutes == 1.5 and a.vae == "v"
     a = p.parse_args(["mini", "eval", "--prompts", "3"])
     assert a.prompts == 3 and a.size == 128 and a.vsr == 0
+    # one guidance default for SURF-Mini (chosen on development prompts): the evaluation, `surf generate`, the trainer
+    from surf_video.api import defaults_for
+    from surf_video.mini.config import GUIDANCE_SCALE
+    from surf_video.mini.train_base import generate_eval
+
+    assert a.guidance == GUIDANCE_SCALE == defaults_for("surf-mini")["guidance_scale"] == 3.0
+    assert inspect.signature(generate_eval).parameters["guidance"].default == GUIDANCE_SCALE
     assert p.parse_args(["mini", "eval", "--vsr", "4"]).vsr == 4
     with pytest.raises(SystemExit):
         p.parse_args(["mini", "train", "unet", "--out", "o"])

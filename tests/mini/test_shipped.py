@@ -42,6 +42,7 @@ def test_shipped_is_a_wan_pipeline_stored_as_safetensors(pipe):
     files = [p for p in SURF_MINI_PATH.rglob("*") if p.is_file()]
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
     assert sum(p.stat().st_size for p in files) < 100e6
+    assert max(p.stat().st_size for p in files) < 20e6  # big weights are sharded (git hosts warn on large files)
 
 
 @pytest.mark.parametrize("size", SUPPORTED_SIZES)
@@ -70,7 +71,7 @@ def test_bad_dtype_and_missing_folder_raise(tmp_path):
 
 
 def test_base_follows_prompts_per_world_evaluator(pipe):
-    """v5 follows 77 of the 100 fixed evaluation prompts (model card), v4 69, v2 35; v0 and v1 followed none."""
+    """v6 follows 82 of the 100 fixed evaluation prompts at CFG 3 (model card), v5 77, v4 69; v0 and v1 followed none."""
     from surf_video.mini.data import EVAL_SEED_BASE, eval_captions
     from surf_video.mini.train_base import adherence, generate_eval
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from surf_video.mini.config import GUIDANCE_SCALE
+
 __all__ = ["register"]
 
 
@@ -42,7 +44,7 @@ def register(subparsers) -> None:
     e.add_argument("--prompts", type=int, default=100)
     e.add_argument("--size", type=int, default=128)
     e.add_argument("--steps", type=int, default=40)
-    e.add_argument("--guidance", type=float, default=5.0)
+    e.add_argument("--guidance", type=float, default=GUIDANCE_SCALE, help=f"CFG scale (default {GUIDANCE_SCALE})")
     e.add_argument("--flow-shift", type=float, default=None, help="override the scheduler's flow_shift (shipped: 3.0)")
     e.add_argument("--prompt-offset", type=int, default=0,
                    help="0: the fixed test prompts; K > 0: the prompts of scenes K.. on (a development set for tuning)")

@@ -21,6 +21,7 @@ __all__ = [
     "NUM_FRAMES",
     "MAX_SEQUENCE_LENGTH",
     "FLOW_SHIFT",
+    "GUIDANCE_SCALE",
     "TextEncoderConfig",
     "VAEConfig",
     "TransformerConfig",
@@ -38,6 +39,9 @@ NUM_FRAMES = 17
 MAX_SEQUENCE_LENGTH = 40
 # Flow shift of the training-time sigma sampling and of the shipped scheduler (Wan: 3.0 at 480p).
 FLOW_SHIFT = 3.0
+# Classifier-free guidance scale of SURF-Mini's sampling defaults: chosen for the v6 base on 300 development
+# prompts (guidance 2 / 3 / 4 / 5 / 6 / 7 at 40 steps; benchmarks/results/mini_v6), never on the test prompts.
+GUIDANCE_SCALE = 3.0
 
 
 @dataclass

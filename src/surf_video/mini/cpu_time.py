@@ -26,7 +26,7 @@ def measure(threads: int = 2) -> dict:
     torch.set_num_threads(threads)
     t0 = time.time()
     from .build import build_refiner
-    from .config import MAX_SEQUENCE_LENGTH, MiniConfig
+    from .config import GUIDANCE_SCALE, MAX_SEQUENCE_LENGTH, MiniConfig
     from .loading import has_surf_mini_refiner, load_surf_mini, load_surf_mini_refiner
     from .train_refiner import decode_latents
 
@@ -35,8 +35,8 @@ def measure(threads: int = 2) -> dict:
 
     def gen(size, steps, out="latent"):
         t = time.time()
-        pipe(PROMPT, height=size, width=size, num_frames=17, num_inference_steps=steps, guidance_scale=5.0,
-             generator=torch.Generator().manual_seed(0), output_type=out, max_sequence_length=MAX_SEQUENCE_LENGTH)  # fmt: skip
+        pipe(PROMPT, height=size, width=size, num_frames=17, num_inference_steps=steps,
+             guidance_scale=GUIDANCE_SCALE, generator=torch.Generator().manual_seed(0), output_type=out, max_sequence_length=MAX_SEQUENCE_LENGTH)  # fmt: skip
         return time.time() - t
 
     res["base_128_10steps_cfg_latent_s"] = gen(128, 10)

@@ -7,6 +7,7 @@ the repository small; loading upcasts to the requested dtype (float32 by default
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -33,15 +34,27 @@ def surf_mini_path(path: str | os.PathLike | None = None) -> Path:
 def has_surf_mini(path: str | os.PathLike | None = None) -> bool:
     """True when the folder holds a complete SURF-Mini pipeline (weights present, not LFS pointers)."""
     p = surf_mini_path(path)
-    weights = [p / part / "diffusion_pytorch_model.safetensors" for part in ("transformer", "vae")]
-    weights.append(p / "text_encoder" / "model.safetensors")
-    return (p / "model_index.json").is_file() and all(f.is_file() and f.stat().st_size > 1024 for f in weights)
+    parts = [(p / "transformer", "diffusion_pytorch_model"), (p / "vae", "diffusion_pytorch_model"),
+             (p / "text_encoder", "model")]
+    return (p / "model_index.json").is_file() and all(_has_weights(*part) for part in parts)
 
 
 def has_surf_mini_refiner(path: str | os.PathLike | None = None) -> bool:
     """True when ``<path>/refiner`` holds refiner weights (shipped since SURF-Mini v2; v1 had none)."""
-    w = surf_mini_path(path) / "refiner" / "diffusion_pytorch_model.safetensors"
-    return w.is_file() and w.stat().st_size > 1024
+    return _has_weights(surf_mini_path(path) / "refiner", "diffusion_pytorch_model")
+
+
+def _has_weights(folder: Path, stem: str) -> bool:
+    """True when ``folder`` holds ``stem.safetensors`` or every shard its ``stem.safetensors.index.json`` names.
+
+    Files of 1 kB or less are Git LFS pointers (a clone without ``git lfs pull``), not weights.
+    """
+    index = folder / f"{stem}.safetensors.index.json"
+    if index.is_file():
+        files = {folder / name for name in json.loads(index.read_text())["weight_map"].values()}
+    else:
+        files = {folder / f"{stem}.safetensors"}
+    return all(f.is_file() and f.stat().st_size > 1024 for f in files)
 
 
 def _check_dtype(dtype) -> torch.dtype:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .build import build_scheduler, build_text_encoder, build_tokenizer, build_transformer, deepen_transformer
-from .config import MAX_SEQUENCE_LENGTH, NUM_FRAMES, OPTIMAL_SIZE, TARGET_SIZES, MiniConfig
+from .config import GUIDANCE_SCALE, MAX_SEQUENCE_LENGTH, NUM_FRAMES, OPTIMAL_SIZE, TARGET_SIZES, MiniConfig
 from .data import EVAL_SEED_BASE, eval_captions, render_clips
 from .recipe import BaseRecipe, atomic_save_dir, wallclock_decay
 from .train_vae import encode_latents
@@ -52,7 +52,8 @@ def render_and_encode(vae, seeds, size: int, chunk: int = 4096) -> tuple[list[st
 
 
 @torch.no_grad()
-def generate_eval(pipe, captions, size: int, seeds, steps: int = 40, guidance: float = 5.0, batch: int = 50):
+def generate_eval(pipe, captions, size: int, seeds, steps: int = 40, guidance: float = GUIDANCE_SCALE,
+                  batch: int = 50):
     """Generate one clip per caption with ``WanPipeline`` (seed i for caption i); uint8 ``[N, T, S, S, 3]``."""
     out = []
     for i in range(0, len(captions), batch):
