@@ -131,7 +131,7 @@ class SignatureConfig:
     base_size: int = 128
     preview_size: int = 64
     num_frames: int = 17
-    guidance_scale: float = 5.0
+    guidance_scale: float = 3.0  # SURF-Mini's sampling default (mini.config.GUIDANCE_SCALE) since v6; 5.0 before
     max_sequence_length: int = 40
     resize_mode: str = "area"
     batch_size: int = 8
