@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..mini.config import GUIDANCE_SCALE
 from . import metrics as M
 from .signature_sampling import (  # noqa: F401  (re-exported: the samplers the benchmark drives)
     _generators,
@@ -131,7 +132,7 @@ class SignatureConfig:
     base_size: int = 128
     preview_size: int = 64
     num_frames: int = 17
-    guidance_scale: float = 3.0  # SURF-Mini's sampling default (mini.config.GUIDANCE_SCALE) since v6; 5.0 before
+    guidance_scale: float = GUIDANCE_SCALE  # SURF-Mini's sampling default (3.0 since v6; 5.0 before)
     max_sequence_length: int = 40
     resize_mode: str = "area"
     batch_size: int = 8

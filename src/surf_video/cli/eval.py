@@ -15,6 +15,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from surf_video.mini.config import GUIDANCE_SCALE
+
 __all__ = ["register"]
 
 DEFAULT_PROMPTS = "benchmarks/prompts/signature.txt"
@@ -50,8 +52,8 @@ def register(subparsers) -> None:
     s.add_argument("--base-size", type=int, default=128, help="R in pixels")
     s.add_argument("--preview-size", type=int, default=64, help="P in pixels")
     s.add_argument("--frames", type=int, default=17)
-    s.add_argument("--guidance", type=float, default=3.0,
-                   help="CFG scale (default 3.0: SURF-Mini's GUIDANCE_SCALE since v6; runs before v6 used 5.0)")
+    s.add_argument("--guidance", type=float, default=GUIDANCE_SCALE,
+                   help=f"CFG scale (default {GUIDANCE_SCALE}: SURF-Mini's sampling default; runs before v6 used 5.0)")
     s.add_argument("--max-sequence-length", type=int, default=40)
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--refiner", default=None, metavar="PATH",
