@@ -74,7 +74,7 @@ class VAEConfig:
 class TransformerConfig:
     """A small ``WanTransformer3DModel`` (patch 1x2x2 like Wan 2.1).
 
-    The shipped base (v5) has 16 blocks: 8 were trained first (~15k steps), then
+    The shipped base (v5, v6) has 16 blocks: 8 were trained first (~15k steps), then
     :func:`surf_video.mini.build.deepen_transformer` grew it to 16 (``grow_layers``) and training went on.
     """
 

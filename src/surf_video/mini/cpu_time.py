@@ -35,8 +35,9 @@ def measure(threads: int = 2) -> dict:
 
     def gen(size, steps, out="latent"):
         t = time.time()
-        pipe(PROMPT, height=size, width=size, num_frames=17, num_inference_steps=steps,
-             guidance_scale=GUIDANCE_SCALE, generator=torch.Generator().manual_seed(0), output_type=out, max_sequence_length=MAX_SEQUENCE_LENGTH)  # fmt: skip
+        pipe(PROMPT, height=size, width=size, num_frames=17, num_inference_steps=steps, guidance_scale=GUIDANCE_SCALE,
+             generator=torch.Generator().manual_seed(0), output_type=out,
+             max_sequence_length=MAX_SEQUENCE_LENGTH)  # fmt: skip
         return time.time() - t
 
     res["base_128_10steps_cfg_latent_s"] = gen(128, 10)
